@@ -1,0 +1,23 @@
+"""Gradient Centralization for every Keras 3 optimizer, on every backend.
+
+>>> import keras, keras_gc
+>>> optimizer = keras_gc.wrap(keras.optimizers.RMSprop(1e-4))
+"""
+
+from keras_gc import optimizers
+from keras_gc._centralize import centralize
+from keras_gc._optimizer import GradientCentralizationOptimizer, wrap
+from keras_gc._plan import Plan, VariablePlan, centralize_gradients, plan
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GradientCentralizationOptimizer",
+    "Plan",
+    "VariablePlan",
+    "centralize",
+    "centralize_gradients",
+    "optimizers",
+    "plan",
+    "wrap",
+]

@@ -1,0 +1,301 @@
+"""The optimizer wrapper that centralizes gradients before any Keras optimizer."""
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+
+from keras_gc._plan import OutputAxes, Pattern, Patterns, Plan, plan
+
+# Arguments of the base optimizer that belong on the inner optimizer.
+_INNER_ARGUMENTS = (
+    "learning_rate",
+    "weight_decay",
+    "clipnorm",
+    "clipvalue",
+    "global_clipnorm",
+    "use_ema",
+    "ema_momentum",
+    "ema_overwrite_frequency",
+    "loss_scale_factor",
+    "gradient_accumulation_steps",
+)
+
+
+@keras.saving.register_keras_serializable(package="keras_gc")
+class GradientCentralizationOptimizer(keras.optimizers.Optimizer):
+    """An optimizer that centralizes gradients before another optimizer uses them.
+
+    Gradient Centralization (GC) subtracts from each kernel's gradient its mean
+    over every axis except the kernel's output axes, so that each output unit's
+    gradient has zero mean. With SGD, each output unit's weight vector then
+    stays on the hyperplane it started on.
+
+    The wrapped optimizer keeps all its features (learning-rate schedules,
+    clipping, weight decay, EMA, gradient accumulation, loss scaling) and
+    its fast paths: this wrapper only transforms the gradients, then hands
+    them to `inner_optimizer.apply` (or `stateless_apply` under JAX `fit`).
+    Which variables are centralized, and along which axes, is decided once
+    when the optimizer is built; `optimizer.plan` shows it.
+
+    Args:
+        inner_optimizer: The `keras.optimizers.Optimizer` instance to wrap.
+        conv_only: If `True`, only convolution kernels are centralized (the
+            paper's GCC variant).
+        include: If given, only variables matching one of these patterns are
+            centralized: a regex searched in `variable.path`, a predicate on
+            the variable, or a list of these.
+        exclude: Variables matching one of these patterns are left alone.
+        output_axes: Overrides the output axes of some variables: a mapping
+            `{path regex: axes to keep}` or a function of the variable that
+            returns the axes to keep (or `None` for the built-in rules).
+        name: String, the name of the optimizer.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    >>> optimizer = keras_gc.GradientCentralizationOptimizer(
+    ...     keras.optimizers.SGD(0.1, momentum=0.9)
+    ... )
+    >>> model.compile(optimizer=optimizer, loss="mse")
+
+    Reference:
+        Yong et al., "Gradient Centralization: A New Optimization Technique
+        for Deep Neural Networks", ECCV 2020, https://arxiv.org/abs/2004.01461
+    """
+
+    def __init__(
+        self,
+        inner_optimizer: keras.optimizers.Optimizer,
+        conv_only: bool = False,
+        include: Patterns = None,
+        exclude: Patterns = None,
+        output_axes: OutputAxes = None,
+        name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        misplaced = [key for key in kwargs if key in _INNER_ARGUMENTS]
+        if misplaced:
+            raise ValueError(
+                f"{type(self).__name__} does not take `{'`, `'.join(misplaced)}`: "
+                "set it on the inner optimizer, e.g. "
+                f"`keras_gc.wrap(keras.optimizers.Adam({misplaced[0]}=...))`."
+            )
+        if kwargs:
+            raise TypeError(
+                f"{type(self).__name__} got unexpected arguments "
+                f"`{'`, `'.join(kwargs)}`. It accepts `inner_optimizer`, "
+                "`conv_only`, `include`, `exclude`, `output_axes` and `name`."
+            )
+        if not isinstance(inner_optimizer, keras.optimizers.Optimizer):
+            raise TypeError(
+                "`inner_optimizer` must be a Keras 3 optimizer instance, such as "
+                "`keras.optimizers.Adam(1e-3)`; received "
+                f"{inner_optimizer!r} of type {type(inner_optimizer).__name__}."
+            )
+        if isinstance(inner_optimizer, GradientCentralizationOptimizer):
+            raise ValueError(
+                "`inner_optimizer` already centralizes gradients; wrapping it again "
+                "would do nothing more. Pass its `inner_optimizer` instead."
+            )
+        if not isinstance(conv_only, bool):
+            raise TypeError(f"`conv_only` must be a bool; received {conv_only!r}.")
+        # Validates the options now rather than at the first training step.
+        plan(
+            [],
+            conv_only=conv_only,
+            include=include,
+            exclude=exclude,
+            output_axes=output_axes,
+        )
+        super().__init__(learning_rate=0.0, name=name)
+        self.inner_optimizer = inner_optimizer
+        self.conv_only = conv_only
+        self.include = include
+        self.exclude = exclude
+        self.output_axes = output_axes
+        self._plan: Plan | None = None
+
+    def build(self, var_list: Sequence[Any]) -> None:
+        self._plan = plan(
+            var_list,
+            conv_only=self.conv_only,
+            include=self.include,
+            exclude=self.exclude,
+            output_axes=self.output_axes,
+        )
+        if self._plan.unmatched_include:
+            warnings.warn(
+                f"{self.name}: `include` patterns {list(self._plan.unmatched_include)} "
+                "match no variable; see `optimizer.plan`.",
+                stacklevel=2,
+            )
+        if not self.inner_optimizer.built:
+            self.inner_optimizer.build(var_list)
+        super().build(var_list)
+
+    @property
+    def plan(self) -> Plan:
+        """The `keras_gc.Plan` this optimizer was built with."""
+        if self._plan is None:
+            raise ValueError(
+                f"{self.name} has no plan yet: it is made when the optimizer is "
+                "built, by `model.fit`, by the first `apply`, or by "
+                "`optimizer.build(model.trainable_variables)`."
+            )
+        return self._plan
+
+    @property
+    def variables(self) -> list[Any]:
+        return self._variables + self.inner_optimizer.variables
+
+    def apply(
+        self, grads: Sequence[Any], trainable_variables: Sequence[Any] | None = None
+    ) -> None:
+        indices = None
+        if trainable_variables is not None:
+            trainable_variables = list(trainable_variables)
+            if not self.built:
+                with keras.name_scope(self.name, caller=self):
+                    self.build(trainable_variables)
+            indices = [self._index_of(v) for v in trainable_variables]
+        elif not self.built:
+            raise ValueError(
+                "When passing `grads` without `trainable_variables`, the optimizer "
+                "must already be built: call `optimizer.build(trainable_variables)`."
+            )
+        grads = self.plan.centralize(list(grads), indices)
+        self.inner_optimizer.apply(grads, trainable_variables)
+
+    def apply_gradients(self, grads_and_vars: Any) -> Any:
+        grads, trainable_variables = zip(*grads_and_vars, strict=True)
+        self.apply(grads, trainable_variables)
+        return self.iterations
+
+    def stateless_apply(
+        self,
+        optimizer_variables: Sequence[Any],
+        grads: Sequence[Any],
+        trainable_variables: Sequence[Any],
+    ) -> tuple[list[Any], list[Any]]:
+        own = len(self._variables)
+        new_trainable, new_inner = self.inner_optimizer.stateless_apply(
+            list(optimizer_variables[own:]),
+            self.plan.centralize(list(grads)),
+            trainable_variables,
+        )
+        return list(new_trainable), list(optimizer_variables[:own]) + list(new_inner)
+
+    def _index_of(self, variable: Any) -> int:
+        try:
+            return self._get_variable_index(variable)
+        except KeyError:
+            raise ValueError(
+                f"Unknown variable `{variable.path}`: {self.name} was built with "
+                "other variables. Build a new optimizer for a different model."
+            ) from None
+
+    @property
+    def learning_rate(self) -> Any:
+        return self.inner_optimizer.learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, learning_rate: Any) -> None:
+        self.inner_optimizer.learning_rate = learning_rate
+
+    @property
+    def iterations(self) -> Any:
+        return self.inner_optimizer.iterations
+
+    def scale_loss(self, loss: Any) -> Any:
+        return self.inner_optimizer.scale_loss(loss)
+
+    def finalize_variable_values(self, var_list: Sequence[Any]) -> None:
+        self.inner_optimizer.finalize_variable_values(var_list)
+
+    def get_config(self) -> dict[str, Any]:
+        # super().get_config() would describe the unused base hyperparameters.
+        options = {
+            "conv_only": self.conv_only,
+            "include": _serializable("include", self.include),
+            "exclude": _serializable("exclude", self.exclude),
+            "output_axes": _serializable("output_axes", self.output_axes),
+        }
+        return {
+            "name": self.name,
+            "inner_optimizer": keras.saving.serialize_keras_object(
+                self.inner_optimizer
+            ),
+            **options,
+        }
+
+    @classmethod
+    def from_config(
+        cls, config: dict[str, Any], custom_objects: Any = None
+    ) -> "GradientCentralizationOptimizer":
+        config = dict(config)
+        if "inner_optimizer" not in config:
+            raise ValueError(
+                f"{cls.__name__} config has no `inner_optimizer`; received keys "
+                f"{sorted(config)}."
+            )
+        inner = keras.saving.deserialize_keras_object(
+            config.pop("inner_optimizer"), custom_objects=custom_objects
+        )
+        return cls(inner, **config)
+
+
+def _serializable(name: str, value: Any) -> Any:
+    """Returns a JSON-friendly copy of an option, or explains why none exists."""
+    if value is None or isinstance(value, str):
+        return value
+    if callable(value) or (
+        isinstance(value, Sequence) and any(callable(p) for p in value)
+    ):
+        raise ValueError(
+            f"`{name}` holds a Python function, which cannot be saved in the "
+            "optimizer's config. Use regex strings on `variable.path` instead."
+        )
+    if isinstance(value, dict):
+        return {
+            pattern: axes if isinstance(axes, int) else list(axes)
+            for pattern, axes in value.items()
+        }
+    return list(value)
+
+
+def wrap(
+    optimizer: keras.optimizers.Optimizer,
+    *,
+    conv_only: bool = False,
+    include: Pattern | Sequence[Pattern] | None = None,
+    exclude: Pattern | Sequence[Pattern] | None = None,
+    output_axes: OutputAxes = None,
+) -> GradientCentralizationOptimizer:
+    """Adds Gradient Centralization to a Keras optimizer.
+
+    Args:
+        optimizer: A `keras.optimizers.Optimizer` instance.
+        conv_only: If `True`, only convolution kernels are centralized.
+        include: If given, only variables matching these patterns (path regex
+            or predicate) are centralized.
+        exclude: Variables matching these patterns are left alone.
+        output_axes: Overrides of the output axes, see `keras_gc.plan`.
+
+    Returns:
+        A `GradientCentralizationOptimizer` around `optimizer`.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    >>> model.compile(optimizer=keras_gc.wrap(keras.optimizers.RMSprop(1e-4)),
+    ...               loss="mse")
+    """
+    return GradientCentralizationOptimizer(
+        optimizer,
+        conv_only=conv_only,
+        include=include,
+        exclude=exclude,
+        output_axes=output_axes,
+    )
