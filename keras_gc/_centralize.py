@@ -3,11 +3,7 @@
 from collections.abc import Sequence
 from typing import Any
 
-from keras import backend, ops
-
-# Means of half-precision gradients are taken in float32: summing thousands of
-# float16 values overflows at 65504 and bfloat16 keeps only 8 bits of mantissa.
-_LOW_PRECISION = ("float16", "bfloat16")
+from keras import ops
 
 
 def centralize(gradient: Any, axes: int | Sequence[int]) -> Any:
@@ -31,8 +27,9 @@ def centralize(gradient: Any, axes: int | Sequence[int]) -> Any:
             values count from the end), as for `keras.ops.mean`.
 
     Returns:
-        A tensor of the gradient's shape and dtype. Float16 and bfloat16
-        gradients are centralized in float32 and cast back.
+        A tensor of the gradient's shape and dtype. The mean of a float16 or
+        bfloat16 gradient is accumulated in float32 (as `keras.ops.mean` does on
+        every backend), so it cannot overflow.
 
     Example:
 
@@ -46,8 +43,7 @@ def centralize(gradient: Any, axes: int | Sequence[int]) -> Any:
         Yong et al., "Gradient Centralization: A New Optimization Technique
         for Deep Neural Networks", ECCV 2020, https://arxiv.org/abs/2004.01461
     """
-    dtype = backend.standardize_dtype(gradient.dtype)
-    if dtype in _LOW_PRECISION:
-        wide = ops.cast(gradient, "float32")
-        return ops.cast(wide - ops.mean(wide, axis=axes, keepdims=True), dtype)
+    if not isinstance(axes, int):
+        axes = tuple(axes)
+    gradient = ops.convert_to_tensor(gradient)
     return gradient - ops.mean(gradient, axis=axes, keepdims=True)

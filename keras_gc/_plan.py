@@ -162,7 +162,9 @@ class Plan(Sequence[VariablePlan]):
             f"variables ({gc_size:,} of {size:,} parameters)."
         )
         if self.unmatched_include:
-            lines.append(f"include patterns that match nothing: {self.unmatched_include}")
+            lines.append(
+                f"include patterns that match nothing: {self.unmatched_include}"
+            )
         return "\n".join(lines)
 
 
@@ -230,7 +232,7 @@ def plan(
 
     >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
     >>> [(e.path, e.centralized) for e in keras_gc.plan(model)]
-    [('sequential/dense/kernel', True), ('sequential/dense/bias', False)]
+    [('dense/kernel', True), ('dense/bias', False)]
     """
     variables = _variables_of(target)
     includes = _patterns("include", include)
@@ -338,14 +340,16 @@ def _output_axes_rules(
 
 
 def _owning_layers(variables: Sequence[Any]) -> dict[int, layers.Layer]:
-    """Maps `id(variable)` to the innermost live Keras layer holding it.
+    """Maps `id(variable)` to the live Keras layer that created it.
 
     Keras variables do not point back to their layer, and optimizers are
     built from bare variable lists, so the layers are found among the live
-    objects. This runs once per build.
+    objects; this runs once per build. A model holds its layers' variables
+    too: the owner is the holder named in the variable's path
+    (`.../<layer name>/<variable name>`), else the holder with fewest weights.
     """
-    wanted = {id(v) for v in variables}
-    owners: dict[int, tuple[int, layers.Layer]] = {}
+    wanted = {id(v): _parent(v) for v in variables}
+    owners: dict[int, tuple[tuple[bool, int], layers.Layer]] = {}
     for obj in gc.get_objects():
         # type() rather than isinstance: some module proxies warn on __class__.
         if not issubclass(type(obj), layers.Layer):
@@ -353,8 +357,11 @@ def _owning_layers(variables: Sequence[Any]) -> dict[int, layers.Layer]:
         weights = obj.weights
         for weight in weights:
             key = id(weight)
-            if key in wanted and (key not in owners or owners[key][0] > len(weights)):
-                owners[key] = (len(weights), obj)
+            if key not in wanted:
+                continue
+            rank = (obj.name != wanted[key], len(weights))
+            if key not in owners or rank < owners[key][0]:
+                owners[key] = (rank, obj)
     return {key: layer for key, (_, layer) in owners.items()}
 
 
@@ -473,6 +480,10 @@ def _name(variable: Any) -> str:
     return str(variable.path).rsplit("/", 1)[-1]
 
 
+def _parent(variable: Any) -> str:
+    return "".join(str(variable.path).rsplit("/", 2)[-2:-1])
+
+
 def _normalize_axes(
     path: str, shape: tuple[int, ...], axes: int | Sequence[int], source: str
 ) -> tuple[int, ...]:
@@ -491,4 +502,3 @@ def _normalize_axes(
             "fewer axes, or exclude the variable."
         )
     return normalized
-

@@ -1,0 +1,78 @@
+"""`keras_gc.centralize` against golden values and a NumPy reference."""
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+import keras_gc
+
+
+def _numpy(x):
+    return np.asarray(ops.convert_to_numpy(x))
+
+
+@pytest.mark.parametrize(
+    ("gradient", "axes", "expected"),
+    [
+        ([[1.0, 2.0], [3.0, 6.0]], 0, [[-1.0, -2.0], [1.0, 2.0]]),
+        ([[1.0, 2.0], [3.0, 6.0]], 1, [[-0.5, 0.5], [-1.5, 1.5]]),
+        ([[1.0, 2.0], [3.0, 6.0]], -1, [[-0.5, 0.5], [-1.5, 1.5]]),
+        ([[1.0, 2.0], [3.0, 6.0]], (0, 1), [[-2.0, -1.0], [0.0, 3.0]]),
+        ([[[1.0], [3.0]], [[5.0], [7.0]]], (0, 1), [[[-3.0], [-1.0]], [[1.0], [3.0]]]),
+    ],
+    ids=["2d-axis0", "2d-axis1", "2d-negative", "2d-all", "3d-two-axes"],
+)
+def test_golden_values(gradient, axes, expected):
+    result = keras_gc.centralize(ops.convert_to_tensor(gradient), axes)
+    np.testing.assert_allclose(_numpy(result), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("shape", "axes"),
+    [((3, 3, 8, 16), (0, 1, 2)), ((5, 2, 3), (0,)), ((3, 3, 4, 2), (0, 1))],
+    ids=["conv2d", "attention-query", "depthwise"],
+)
+def test_matches_numpy_reference(shape, axes):
+    g = np.random.standard_normal(shape).astype("float32") + 3.0
+    result = _numpy(keras_gc.centralize(ops.convert_to_tensor(g), axes))
+    np.testing.assert_allclose(
+        result, g - g.mean(axis=axes, keepdims=True), rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_allclose(result.mean(axis=axes), 0.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+def test_keeps_dtype(dtype):
+    g = ops.cast(ops.convert_to_tensor(np.arange(12.0).reshape(3, 4)), dtype)
+    result = keras_gc.centralize(g, 0)
+    assert keras.backend.standardize_dtype(result.dtype) == dtype
+
+
+def test_float16_mean_does_not_overflow():
+    # 4096 values of 60000 sum to 2.4e8, far past float16's 65504.
+    g = ops.cast(ops.full((4096, 2), 60000.0), "float16")
+    result = _numpy(ops.cast(keras_gc.centralize(g, 0), "float32"))
+    assert np.all(np.isfinite(result))
+    np.testing.assert_allclose(result, 0.0)
+
+
+def test_bfloat16_mean_is_accurate():
+    # In bfloat16, 1 + 1/256 rounds to 1: a bfloat16 mean of 256 ones and one
+    # 3.0 loses the 3.0's contribution, a float32 mean keeps it.
+    values = np.ones((257, 1), "float32")
+    values[0] = 3.0
+    g = ops.cast(ops.convert_to_tensor(values), "bfloat16")
+    result = _numpy(ops.cast(keras_gc.centralize(g, 0), "float32"))
+    expected = values - values.mean(axis=0)
+    np.testing.assert_allclose(result, expected, atol=1e-2)
+
+
+def test_non_finite_gradients_stay_non_finite():
+    g = np.ones((4, 3), "float32")
+    g[1, 2] = np.nan
+    g[0, 0] = np.inf
+    result = _numpy(keras_gc.centralize(ops.convert_to_tensor(g), 0))
+    assert not np.isfinite(result[:, 0]).any()
+    assert not np.isfinite(result[:, 2]).any()
+    np.testing.assert_allclose(result[:, 1], 0.0)
