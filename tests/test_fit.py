@@ -1,0 +1,79 @@
+"""GC through `model.fit`: the paper's hyperplane property on the horse-or-human CNN."""
+
+import keras
+import numpy as np
+import pytest
+from keras import layers
+
+import keras_gc
+
+
+def horse_or_human_cnn(size=32):
+    """The classic horse-or-human model (NOTES section 5), on small inputs."""
+    return keras.Sequential(
+        [
+            keras.Input((size, size, 3)),
+            layers.Conv2D(16, 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(32, 3, activation="relu"),
+            layers.Dropout(0.5),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(64, 3, activation="relu"),
+            layers.Dropout(0.5),
+            layers.MaxPooling2D(2),
+            layers.Flatten(),
+            layers.Dropout(0.5),
+            layers.Dense(512, activation="relu"),
+            layers.Dense(1, activation="sigmoid"),
+        ]
+    )
+
+
+def images(count=64, size=32):
+    rng = np.random.default_rng(0)
+    x = rng.random((count, size, size, 3), dtype="float32")
+    y = x[:, : size // 2].mean(axis=(1, 2, 3)) > x.mean(axis=(1, 2, 3))
+    return x, y.astype("float32")[:, None]
+
+
+def kernel_means(model):
+    """Each kernel's per-output-unit mean of its weights."""
+    return [
+        np.mean(v.numpy(), axis=tuple(range(len(v.shape) - 1)))
+        for v in model.trainable_variables
+        if v.path.endswith("kernel")
+    ]
+
+
+def mean_drift(optimizer, jit_compile):
+    model = horse_or_human_cnn()
+    model.compile(
+        optimizer=optimizer, loss="binary_crossentropy", jit_compile=jit_compile
+    )
+    before = kernel_means(model)
+    x, y = images()
+    history = model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    after = kernel_means(model)
+    return max(np.max(np.abs(a - b)) for a, b in zip(after, before, strict=True))
+
+
+@pytest.mark.parametrize("jit_compile", [False, True], ids=["eager", "jit"])
+def test_sgd_with_gc_keeps_kernel_means_on_their_hyperplane(jit_compile):
+    sgd = keras.optimizers.SGD(0.05, momentum=0.9)
+    gc_drift = mean_drift(keras_gc.wrap(sgd), jit_compile)
+    plain_drift = mean_drift(keras.optimizers.SGD(0.05, momentum=0.9), jit_compile)
+    assert int(sgd.iterations) == 8
+    assert gc_drift < 1e-6, gc_drift
+    assert plain_drift > 1e-3, plain_drift
+
+
+def test_fit_reports_the_plan_it_used():
+    optimizer = keras_gc.wrap(keras.optimizers.RMSprop(1e-4))
+    model = horse_or_human_cnn()
+    model.compile(optimizer=optimizer, loss="binary_crossentropy")
+    x, y = images(16)
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    plan = optimizer.plan
+    assert len(plan) == 10
+    assert [e.centralized for e in plan] == [e.path.endswith("kernel") for e in plan]
