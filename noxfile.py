@@ -25,9 +25,7 @@ for _backend in BACKENDS:
     def tests(session: nox.Session, backend: str = _backend) -> None:
         """Runs the test suite on one Keras backend."""
         _install(session, backend, "test")
-        session.run(
-            "pytest", *session.posargs, env={"KERAS_BACKEND": backend}
-        )
+        session.run("pytest", *session.posargs, env={"KERAS_BACKEND": backend})
 
     @nox.session(name=f"demo-{_backend}", python="3.11")
     def demo(session: nox.Session, backend: str = _backend) -> None:

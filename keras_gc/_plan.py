@@ -103,7 +103,7 @@ class Plan(Sequence[VariablePlan]):
     def __iter__(self) -> Iterator[VariablePlan]:
         return iter(self.entries)
 
-    def __getitem__(self, index):  # type: ignore[no-untyped-def, override]
+    def __getitem__(self, index: Any) -> Any:
         return self.entries[index]
 
     def centralize(

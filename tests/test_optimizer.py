@@ -244,8 +244,9 @@ def test_unknown_variable_is_a_clear_error():
 
 
 def test_plan_before_build_is_a_clear_error():
+    optimizer = keras_gc.wrap(keras.optimizers.SGD())
     with pytest.raises(ValueError, match="no plan yet"):
-        keras_gc.wrap(keras.optimizers.SGD()).plan
+        _ = optimizer.plan
 
 
 def test_plan_of_the_built_optimizer():
