@@ -5,8 +5,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import keras
+from keras import ops
 
-from keras_gc._plan import OutputAxes, Pattern, Patterns, Plan, plan
+from keras_gc._centralize import centralize
+from keras_gc._plan import OutputAxes, Pattern, Patterns, Plan, VariablePlan, plan
+
+MODES = ("gradient", "update")
 
 # Arguments of the base optimizer that belong on the inner optimizer.
 _INNER_ARGUMENTS = (
@@ -50,6 +54,12 @@ class GradientCentralizationOptimizer(keras.optimizers.Optimizer):
         output_axes: Overrides the output axes of some variables: a mapping
             `{path regex: axes to keep}` or a function of the variable that
             returns the axes to keep (or `None` for the built-in rules).
+        mode: `"gradient"` (default) centralizes the gradient before the
+            inner optimizer sees it, as in the paper. `"update"` lets the inner
+            optimizer compute its step from the raw gradient and centralizes
+            the weight change it made (the official code's `gc_loc=False`,
+            which its authors recommend for Adam-like optimizers); each kernel's
+            per-output mean then stays fixed with any inner optimizer.
         name: String, the name of the optimizer.
 
     Example:
@@ -72,6 +82,7 @@ class GradientCentralizationOptimizer(keras.optimizers.Optimizer):
         include: Patterns = None,
         exclude: Patterns = None,
         output_axes: OutputAxes = None,
+        mode: str = "gradient",
         name: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -86,7 +97,7 @@ class GradientCentralizationOptimizer(keras.optimizers.Optimizer):
             raise TypeError(
                 f"{type(self).__name__} got unexpected arguments "
                 f"`{'`, `'.join(kwargs)}`. It accepts `inner_optimizer`, "
-                "`conv_only`, `include`, `exclude`, `output_axes` and `name`."
+                "`conv_only`, `include`, `exclude`, `output_axes`, `mode` and `name`."
             )
         if not isinstance(inner_optimizer, keras.optimizers.Optimizer):
             raise TypeError(
@@ -101,6 +112,8 @@ class GradientCentralizationOptimizer(keras.optimizers.Optimizer):
             )
         if not isinstance(conv_only, bool):
             raise TypeError(f"`conv_only` must be a bool; received {conv_only!r}.")
+        if mode not in MODES:
+            raise ValueError(f"`mode` must be one of {MODES}; received {mode!r}.")
         # Validates the options now rather than at the first training step.
         plan(
             [],
@@ -115,6 +128,7 @@ class GradientCentralizationOptimizer(keras.optimizers.Optimizer):
         self.include = include
         self.exclude = exclude
         self.output_axes = output_axes
+        self.mode = mode
         self._plan: Plan | None = None
 
     def build(self, var_list: Sequence[Any]) -> None:
@@ -153,20 +167,37 @@ class GradientCentralizationOptimizer(keras.optimizers.Optimizer):
     def apply(
         self, grads: Sequence[Any], trainable_variables: Sequence[Any] | None = None
     ) -> None:
-        indices = None
-        if trainable_variables is not None:
-            trainable_variables = list(trainable_variables)
+        if trainable_variables is None:
+            if not self.built:
+                raise ValueError(
+                    "When passing `grads` without `trainable_variables`, the "
+                    "optimizer must already be built: call "
+                    "`optimizer.build(trainable_variables)`."
+                )
+            variables = self._trainable_variables
+            indices = None
+        else:
+            variables = list(trainable_variables)
             if not self.built:
                 with keras.name_scope(self.name, caller=self):
-                    self.build(trainable_variables)
-            indices = [self._index_of(v) for v in trainable_variables]
-        elif not self.built:
-            raise ValueError(
-                "When passing `grads` without `trainable_variables`, the optimizer "
-                "must already be built: call `optimizer.build(trainable_variables)`."
-            )
-        grads = self.plan.centralize(list(grads), indices)
+                    self.build(variables)
+            indices = [self._index_of(v) for v in variables]
+        if self.mode == "gradient":
+            grads = self.plan.centralize(list(grads), indices)
+            self.inner_optimizer.apply(grads, trainable_variables)
+            return
+        entries = (
+            self.plan.entries if indices is None else [self.plan[i] for i in indices]
+        )
+        # Snapshots of the kernels about to move: the step's only extra memory.
+        before = [
+            ops.copy(v) if e.centralized and g is not None else None
+            for v, g, e in zip(variables, grads, entries, strict=True)
+        ]
         self.inner_optimizer.apply(grads, trainable_variables)
+        for variable, old, entry in zip(variables, before, entries, strict=True):
+            if old is not None:
+                variable.assign(_centralized_step(old, variable, entry))
 
     def apply_gradients(self, grads_and_vars: Any) -> Any:
         grads, trainable_variables = zip(*grads_and_vars, strict=True)
@@ -180,12 +211,26 @@ class GradientCentralizationOptimizer(keras.optimizers.Optimizer):
         trainable_variables: Sequence[Any],
     ) -> tuple[list[Any], list[Any]]:
         own = len(self._variables)
+        if self.mode == "gradient":
+            grads = self.plan.centralize(list(grads))
+        else:
+            # Copies, because torch optimizers update their inputs in place.
+            before = [
+                ops.copy(value) if entry.centralized else None
+                for value, entry in zip(trainable_variables, self.plan, strict=True)
+            ]
         new_trainable, new_inner = self.inner_optimizer.stateless_apply(
-            list(optimizer_variables[own:]),
-            self.plan.centralize(list(grads)),
-            trainable_variables,
+            list(optimizer_variables[own:]), grads, trainable_variables
         )
-        return list(new_trainable), list(optimizer_variables[:own]) + list(new_inner)
+        new_trainable = list(new_trainable)
+        if self.mode == "update":
+            new_trainable = [
+                new if old is None else _centralized_step(old, new, entry)
+                for old, new, entry in zip(
+                    before, new_trainable, self.plan, strict=True
+                )
+            ]
+        return new_trainable, list(optimizer_variables[:own]) + list(new_inner)
 
     def _index_of(self, variable: Any) -> int:
         try:
@@ -214,9 +259,15 @@ class GradientCentralizationOptimizer(keras.optimizers.Optimizer):
     def finalize_variable_values(self, var_list: Sequence[Any]) -> None:
         self.inner_optimizer.finalize_variable_values(var_list)
 
+    def exclude_from_weight_decay(
+        self, var_list: Sequence[Any] | None = None, var_names: Any = None
+    ) -> None:
+        self.inner_optimizer.exclude_from_weight_decay(var_list, var_names)
+
     def get_config(self) -> dict[str, Any]:
         # super().get_config() would describe the unused base hyperparameters.
         options = {
+            "mode": self.mode,
             "conv_only": self.conv_only,
             "include": _serializable("include", self.include),
             "exclude": _serializable("exclude", self.exclude),
@@ -246,6 +297,11 @@ class GradientCentralizationOptimizer(keras.optimizers.Optimizer):
         return cls(inner, **config)
 
 
+def _centralized_step(old: Any, new: Any, entry: VariablePlan) -> Any:
+    """Returns `old + centralize(new - old)`: the inner step, centralized."""
+    return old + centralize(new - old, entry.axes or ())
+
+
 def _serializable(name: str, value: Any) -> Any:
     """Returns a JSON-friendly copy of an option, or explains why none exists."""
     if value is None or isinstance(value, str):
@@ -272,6 +328,7 @@ def wrap(
     include: Pattern | Sequence[Pattern] | None = None,
     exclude: Pattern | Sequence[Pattern] | None = None,
     output_axes: OutputAxes = None,
+    mode: str = "gradient",
 ) -> GradientCentralizationOptimizer:
     """Adds Gradient Centralization to a Keras optimizer.
 
@@ -282,6 +339,8 @@ def wrap(
             or predicate) are centralized.
         exclude: Variables matching these patterns are left alone.
         output_axes: Overrides of the output axes, see `keras_gc.plan`.
+        mode: `"gradient"` to centralize gradients (the paper's GC) or
+            `"update"` to centralize the inner optimizer's weight change.
 
     Returns:
         A `GradientCentralizationOptimizer` around `optimizer`.
@@ -298,4 +357,5 @@ def wrap(
         include=include,
         exclude=exclude,
         output_axes=output_axes,
+        mode=mode,
     )

@@ -33,7 +33,7 @@ __all__ = [
     "ScheduleFreeAdamW",
 ]
 
-_GC_OPTIONS = ("conv_only", "include", "exclude", "output_axes")
+_GC_OPTIONS = ("conv_only", "include", "exclude", "output_axes", "mode")
 
 
 def _centralized(

@@ -68,6 +68,17 @@ def test_sgd_with_gc_keeps_kernel_means_on_their_hyperplane(jit_compile):
     assert plain_drift > 1e-3, plain_drift
 
 
+def test_adam_keeps_kernel_means_fixed_only_with_gc_on_the_update():
+    # Adam rescales each coordinate, so a centralized gradient still moves the
+    # means; centralizing Adam's step itself does not.
+    update_drift = mean_drift(
+        keras_gc.wrap(keras.optimizers.Adam(1e-3), mode="update"), jit_compile="auto"
+    )
+    gradient_drift = mean_drift(keras_gc.wrap(keras.optimizers.Adam(1e-3)), "auto")
+    assert update_drift < 1e-6, update_drift
+    assert gradient_drift > 1e-4, gradient_drift
+
+
 def test_fit_reports_the_plan_it_used():
     optimizer = keras_gc.wrap(keras.optimizers.RMSprop(1e-4))
     model = horse_or_human_cnn()

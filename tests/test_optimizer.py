@@ -112,6 +112,50 @@ def test_equals_bare_optimizer_on_centralized_gradients(name):
     assert int(wrapped.iterations) == 3
 
 
+def numpy_centralized_update(before, after, variables):
+    """The weights `old + centralize(new - old)`, by NumPy."""
+    return numpy_centralized(
+        [b - a for a, b in zip(before, after, strict=True)], variables
+    )
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_update_mode_equals_centralizing_the_bare_optimizers_step(name):
+    wrapped_model, reference_model = twin_models()
+    wrapped = keras_gc.wrap(OPTIMIZERS[name](), mode="update")
+    reference = OPTIMIZERS[name]()
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        grads = random_grads(wrapped_model.trainable_variables, rng)
+        wrapped.apply(tensors(grads), wrapped_model.trainable_variables)
+        variables = reference_model.trainable_variables
+        before = [v.numpy() for v in variables]
+        reference.apply(tensors(grads), variables)
+        steps = numpy_centralized_update(
+            before, [v.numpy() for v in variables], variables
+        )
+        for variable, old, step in zip(variables, before, steps, strict=True):
+            variable.assign(old + step)
+        assert_same_weights(wrapped_model, reference_model)
+
+
+@pytest.mark.parametrize("name", ["adam", "lion", "adafactor", "sgd-weight-decay"])
+def test_update_mode_keeps_kernel_means_fixed_for_any_optimizer(name):
+    model = make_model()
+    wrapped = keras_gc.wrap(OPTIMIZERS[name](), mode="update")
+    wrapped.build(model.trainable_variables)
+    means = {e.path: (e.axes, None) for e in wrapped.plan if e.centralized}
+    kernels = {v.path: v for v in model.trainable_variables if v.path in means}
+    initial = {p: kernels[p].numpy().mean(axis=means[p][0]) for p in kernels}
+    rng = np.random.default_rng(8)
+    for _ in range(5):
+        grads = random_grads(model.trainable_variables, rng)
+        wrapped.apply(tensors(grads), model.trainable_variables)
+    for path, variable in kernels.items():
+        mean = variable.numpy().mean(axis=means[path][0])
+        np.testing.assert_allclose(mean, initial[path], atol=1e-6, err_msg=path)
+
+
 @pytest.mark.parametrize("name", ["sgd-nesterov", "adam", "muon"])
 def test_leaves_rank_one_variables_to_the_bare_optimizer(name):
     wrapped_model, reference_model = twin_models()
@@ -169,11 +213,12 @@ def test_apply_to_a_subset_of_variables():
 
 @pytest.mark.jax
 @pytest.mark.torch
-def test_stateless_apply_equals_apply():
+@pytest.mark.parametrize("mode", ["gradient", "update"])
+def test_stateless_apply_equals_apply(mode):
     # Keras' TensorFlow optimizers refuse stateless_apply (tf.distribute).
     stateful_model, stateless_model = twin_models()
-    stateful = keras_gc.wrap(keras.optimizers.Adam(0.01))
-    stateless = keras_gc.wrap(keras.optimizers.Adam(0.01))
+    stateful = keras_gc.wrap(keras.optimizers.Adam(0.01), mode=mode)
+    stateless = keras_gc.wrap(keras.optimizers.Adam(0.01), mode=mode)
     stateless.build(stateless_model.trainable_variables)
     rng = np.random.default_rng(4)
     optimizer_values = [v.value for v in stateless.variables]
@@ -216,6 +261,14 @@ def test_forwards_learning_rate_schedules():
     wrapped.apply(tensors(grads), model.trainable_variables)
     wrapped.apply(tensors(grads), model.trainable_variables)
     assert float(wrapped.learning_rate) == pytest.approx(0.25)
+
+
+def test_forwards_exclude_from_weight_decay():
+    inner = keras.optimizers.AdamW(0.01, weight_decay=0.5)
+    model = make_model()
+    keras_gc.wrap(inner).exclude_from_weight_decay([model.get_layer("head").kernel])
+    assert not inner._use_weight_decay(model.get_layer("head").kernel)
+    assert inner._use_weight_decay(model.get_layer("conv").kernel)
 
 
 def test_forwards_scale_loss_and_finalize_variable_values():
@@ -279,8 +332,10 @@ def test_wrap_rejects_what_is_not_an_optimizer(value, error, message):
 def test_base_arguments_belong_on_the_inner_optimizer():
     with pytest.raises(ValueError, match="set it on the inner optimizer"):
         keras_gc.GradientCentralizationOptimizer(keras.optimizers.SGD(), clipnorm=1.0)
-    with pytest.raises(TypeError, match="unexpected arguments `mode`"):
-        keras_gc.GradientCentralizationOptimizer(keras.optimizers.SGD(), mode="x")
+    with pytest.raises(TypeError, match="unexpected arguments `speed`"):
+        keras_gc.GradientCentralizationOptimizer(keras.optimizers.SGD(), speed=2)
+    with pytest.raises(ValueError, match="`mode` must be one of"):
+        keras_gc.wrap(keras.optimizers.SGD(), mode="weights")
     with pytest.raises(TypeError, match="`conv_only` must be a bool"):
         keras_gc.wrap(keras.optimizers.SGD(), conv_only="yes")
 
