@@ -210,6 +210,13 @@ class GradientCentralizationOptimizer(keras.optimizers.Optimizer):
         grads: Sequence[Any],
         trainable_variables: Sequence[Any],
     ) -> tuple[list[Any], list[Any]]:
+        if len(trainable_variables) != len(self.plan):
+            raise ValueError(
+                f"{self.name} was built with {len(self.plan)} trainable variables "
+                f"but received {len(trainable_variables)}: the model's trainable "
+                "variables changed since (a layer was frozen, unfrozen or added). "
+                "Compile the model again with a new optimizer."
+            )
         own = len(self._variables)
         if self.mode == "gradient":
             grads = self.plan.centralize(list(grads))
@@ -230,7 +237,10 @@ class GradientCentralizationOptimizer(keras.optimizers.Optimizer):
                     before, new_trainable, self.plan, strict=True
                 )
             ]
-        return new_trainable, list(optimizer_variables[:own]) + list(new_inner)
+        # A LossScaleOptimizer passes variables, not values, inside a cond whose
+        # branches must return values.
+        unchanged = [ops.convert_to_tensor(v) for v in optimizer_variables[:own]]
+        return new_trainable, unchanged + list(new_inner)
 
     def _index_of(self, variable: Any) -> int:
         try:
@@ -238,7 +248,9 @@ class GradientCentralizationOptimizer(keras.optimizers.Optimizer):
         except KeyError:
             raise ValueError(
                 f"Unknown variable `{variable.path}`: {self.name} was built with "
-                "other variables. Build a new optimizer for a different model."
+                "other variables (those of another model, or from before this "
+                "variable was created). As with any Keras optimizer, use a new "
+                "optimizer for a new set of variables."
             ) from None
 
     @property

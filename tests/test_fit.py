@@ -88,3 +88,23 @@ def test_fit_reports_the_plan_it_used():
     plan = optimizer.plan
     assert len(plan) == 10
     assert [e.centralized for e in plan] == [e.path.endswith("kernel") for e in plan]
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_fit_keeps_the_hyperplane(policy):
+    keras.config.set_dtype_policy(policy)
+    try:
+        optimizer = keras_gc.wrap(keras.optimizers.SGD(0.05, momentum=0.9))
+        model = horse_or_human_cnn()
+        model.compile(optimizer=optimizer, loss="binary_crossentropy")
+        before = kernel_means(model)
+        model.fit(*images(), batch_size=16, epochs=1, verbose=0)
+        after = kernel_means(model)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    if policy == "mixed_float16":
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+        assert model.optimizer.inner_optimizer is optimizer
+    assert int(optimizer.iterations) == 4
+    for a, b in zip(after, before, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)

@@ -1,0 +1,177 @@
+"""Edge cases that must just work, and misuse that must fail clearly."""
+
+import warnings
+
+import keras
+import numpy as np
+import pytest
+from keras import layers
+
+import keras_gc
+
+
+def dense_model():
+    return keras.Sequential(
+        [keras.Input((4,)), layers.Dense(3, name="a"), layers.Dense(2, name="b")]
+    )
+
+
+def xy():
+    rng = np.random.default_rng(0)
+    return rng.random((16, 4), "float32"), rng.random((16, 2), "float32")
+
+
+def test_frozen_layer_has_no_gradient_and_is_left_alone():
+    model = dense_model()
+    model.get_layer("a").trainable = False
+    optimizer = keras_gc.wrap(keras.optimizers.SGD(0.1, momentum=0.9))
+    model.compile(optimizer=optimizer, loss="mse")
+    frozen = model.get_layer("a").kernel.numpy().copy()
+    model.fit(*xy(), verbose=0)
+    np.testing.assert_array_equal(model.get_layer("a").kernel.numpy(), frozen)
+    assert [e.path.split("/", 1)[1] for e in optimizer.plan] == ["b/kernel", "b/bias"]
+
+
+def test_none_gradients_from_an_unused_branch():
+    model = dense_model()
+    optimizer = keras_gc.wrap(keras.optimizers.Adam(0.1))
+    grads = [None, None, keras.ops.ones((3, 2)), keras.ops.ones((2,))]
+    optimizer.apply(grads, model.trainable_variables)
+    kernel = model.get_layer("b").kernel.numpy()
+    assert np.all(np.isfinite(kernel))
+    assert int(optimizer.iterations) == 1
+
+
+@pytest.mark.tensorflow
+@pytest.mark.torch
+def test_trainable_flags_changed_between_fits():
+    # Keras' TensorFlow and torch trainers apply to the current trainable
+    # variables, a subset of those the optimizer was built with.
+    model = dense_model()
+    optimizer = keras_gc.wrap(keras.optimizers.SGD(0.1))
+    model.compile(optimizer=optimizer, loss="mse")
+    model.fit(*xy(), verbose=0)
+    model.get_layer("a").trainable = False
+    model.compile(optimizer=optimizer, loss="mse")
+    frozen = model.get_layer("a").kernel.numpy().copy()
+    before = model.get_layer("b").kernel.numpy().copy()
+    model.fit(*xy(), verbose=0)
+    np.testing.assert_array_equal(model.get_layer("a").kernel.numpy(), frozen)
+    step = model.get_layer("b").kernel.numpy() - before
+    np.testing.assert_allclose(step.mean(axis=0), 0.0, atol=1e-7)
+
+
+@pytest.mark.jax
+def test_trainable_flags_changed_between_fits_is_a_clear_error_on_jax():
+    model = dense_model()
+    optimizer = keras_gc.wrap(keras.optimizers.SGD(0.1))
+    model.compile(optimizer=optimizer, loss="mse")
+    model.fit(*xy(), verbose=0)
+    model.get_layer("a").trainable = False
+    model.compile(optimizer=optimizer, loss="mse")
+    with pytest.raises(ValueError, match="Compile the model again with a new"):
+        model.fit(*xy(), verbose=0)
+
+
+@pytest.mark.tensorflow
+@pytest.mark.torch
+def test_wrapper_reused_for_another_model_is_a_clear_error():
+    optimizer = keras_gc.wrap(keras.optimizers.SGD(0.1))
+    first, second = dense_model(), dense_model()
+    first.compile(optimizer=optimizer, loss="mse")
+    first.fit(*xy(), verbose=0)
+    second.compile(optimizer=optimizer, loss="mse")
+    with pytest.raises(ValueError, match="use a new optimizer"):
+        second.fit(*xy(), verbose=0)
+
+
+def test_lazily_built_model_is_planned_at_first_fit():
+    model = keras.Sequential([layers.Dense(3), layers.Dense(2)])
+    optimizer = keras_gc.wrap(keras.optimizers.SGD(0.1))
+    model.compile(optimizer=optimizer, loss="mse")
+    assert not model.built
+    model.fit(*xy(), verbose=0)
+    assert [e.centralized for e in optimizer.plan] == [True, False, True, False]
+
+
+def test_size_zero_dimension_is_left_alone():
+    variable = keras.Variable(np.zeros((0, 3), "float32"), name="empty")
+    (entry,) = keras_gc.plan([variable])
+    assert not entry.centralized
+    assert entry.reason.startswith("empty")
+
+
+@pytest.mark.tensorflow
+def test_sparse_embedding_gradients_on_tensorflow():
+    model = keras.Sequential(
+        [
+            keras.Input((5,), dtype="int32"),
+            layers.Embedding(20, 4, name="embedding"),
+            layers.GlobalAveragePooling1D(),
+            layers.Dense(1, name="head"),
+        ]
+    )
+    x = np.random.default_rng(0).integers(0, 20, (16, 5))
+    y = np.zeros((16, 1), "float32")
+    optimizer = keras_gc.wrap(keras.optimizers.SGD(0.1))
+    model.compile(optimizer=optimizer, loss="mse")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.fit(x, y, verbose=0)
+    assert not optimizer.plan[0].centralized
+
+    forced = keras_gc.wrap(keras.optimizers.SGD(0.1), output_axes={"embeddings": 0})
+    model.compile(optimizer=forced, loss="mse")
+    with pytest.warns(UserWarning, match="sparse"):
+        model.fit(x, y, verbose=0)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_low_precision_gradients(dtype):
+    model = dense_model()
+    optimizer = keras_gc.wrap(keras.optimizers.SGD(0.1))
+    optimizer.build(model.trainable_variables)
+    grads = [keras.ops.cast(keras.ops.full(v.shape, 3e4), dtype) for v in model.weights]
+    result = optimizer.plan.centralize(grads)
+    kernel = keras.ops.convert_to_numpy(keras.ops.cast(result[0], "float32"))
+    np.testing.assert_allclose(kernel, 0.0)
+    assert keras.backend.standardize_dtype(result[0].dtype) == dtype
+
+
+def nan_step_setup():
+    model = dense_model()
+    scaler = keras.optimizers.LossScaleOptimizer(
+        keras_gc.wrap(keras.optimizers.SGD(0.1))
+    )
+    grads = [keras.ops.ones(v.shape) for v in model.trainable_variables]
+    grads[0] = keras.ops.full((4, 3), np.nan)
+    return model, scaler, grads
+
+
+@pytest.mark.tensorflow
+@pytest.mark.torch
+def test_non_finite_gradients_reach_the_loss_scaler():
+    # Keras' LossScaleOptimizer.apply cannot run eagerly on JAX (its ops.cond
+    # leaks tracers); JAX goes through stateless_apply, tested below.
+    model, scaler, grads = nan_step_setup()
+    before = [v.numpy().copy() for v in model.trainable_variables]
+    scaler.apply(grads, model.trainable_variables)
+    for variable, value in zip(model.trainable_variables, before, strict=True):
+        np.testing.assert_array_equal(variable.numpy(), value)
+    assert float(scaler.dynamic_scale) == 2.0**14
+
+
+@pytest.mark.jax
+def test_non_finite_gradients_reach_the_loss_scaler_stateless():
+    model, scaler, grads = nan_step_setup()
+    scaler.build(model.trainable_variables)
+    values = [v.value for v in model.trainable_variables]
+    new_values, new_optimizer_values = scaler.stateless_apply(
+        [v.value for v in scaler.variables], grads, values
+    )
+    for new, old in zip(new_values, values, strict=True):
+        np.testing.assert_array_equal(np.asarray(new), np.asarray(old))
+    (position,) = [
+        i for i, v in enumerate(scaler.variables) if v is scaler.dynamic_scale
+    ]
+    assert float(new_optimizer_values[position]) == 2.0**14
