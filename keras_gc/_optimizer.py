@@ -105,6 +105,12 @@ class GradientCentralizationOptimizer(keras.optimizers.Optimizer):
                 "`keras.optimizers.Adam(1e-3)`; received "
                 f"{inner_optimizer!r} of type {type(inner_optimizer).__name__}."
             )
+        if isinstance(inner_optimizer, keras.optimizers.LossScaleOptimizer):
+            raise ValueError(
+                "Put Gradient Centralization inside the LossScaleOptimizer, "
+                "`LossScaleOptimizer(GradientCentralizationOptimizer(inner))`, so "
+                "that `compile` sees the loss scaler; `keras_gc.wrap` does this."
+            )
         if isinstance(inner_optimizer, GradientCentralizationOptimizer):
             raise ValueError(
                 "`inner_optimizer` already centralizes gradients; wrapping it again "
@@ -265,6 +271,33 @@ class GradientCentralizationOptimizer(keras.optimizers.Optimizer):
     def iterations(self) -> Any:
         return self.inner_optimizer.iterations
 
+    @property
+    def loss_scale_factor(self) -> Any:
+        return self.inner_optimizer.loss_scale_factor
+
+    @loss_scale_factor.setter
+    def loss_scale_factor(self, value: Any) -> None:
+        # LossScaleOptimizer and MultiOptimizer set it on the optimizers they
+        # hold; the base constructor sets it to None before inner exists.
+        inner = getattr(self, "inner_optimizer", None)
+        if inner is not None:
+            inner.loss_scale_factor = value
+
+    @property
+    def optimizers(self) -> list[Any]:
+        """The optimizers of an inner `MultiOptimizer`, for Keras callbacks."""
+        if not hasattr(self.inner_optimizer, "optimizers"):
+            raise AttributeError("optimizers")
+        return list(self.inner_optimizer.optimizers)
+
+    @property
+    def _model_variables_moving_average(self) -> list[Any]:
+        # SwapEMAWeights reads it one wrapper deep, so it must pass through
+        # LossScaleOptimizer(GradientCentralizationOptimizer(inner)).
+        if not hasattr(self.inner_optimizer, "_model_variables_moving_average"):
+            raise AttributeError("_model_variables_moving_average")
+        return self.inner_optimizer._model_variables_moving_average
+
     def scale_loss(self, loss: Any) -> Any:
         return self.inner_optimizer.scale_loss(loss)
 
@@ -341,11 +374,12 @@ def wrap(
     exclude: Pattern | Sequence[Pattern] | None = None,
     output_axes: OutputAxes = None,
     mode: str = "gradient",
-) -> GradientCentralizationOptimizer:
+) -> keras.optimizers.Optimizer:
     """Adds Gradient Centralization to a Keras optimizer.
 
     Args:
-        optimizer: A `keras.optimizers.Optimizer` instance.
+        optimizer: A `keras.optimizers.Optimizer` instance. A
+            `LossScaleOptimizer` that is not built yet gets GC inside it.
         conv_only: If `True`, only convolution kernels are centralized.
         include: If given, only variables matching these patterns (path regex
             or predicate) are centralized.
@@ -355,7 +389,9 @@ def wrap(
             `"update"` to centralize the inner optimizer's weight change.
 
     Returns:
-        A `GradientCentralizationOptimizer` around `optimizer`.
+        A `GradientCentralizationOptimizer` around `optimizer`; for a
+        `LossScaleOptimizer`, a new `LossScaleOptimizer` with the same settings
+        around a `GradientCentralizationOptimizer` of its inner optimizer.
 
     Example:
 
@@ -363,6 +399,25 @@ def wrap(
     >>> model.compile(optimizer=keras_gc.wrap(keras.optimizers.RMSprop(1e-4)),
     ...               loss="mse")
     """
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        if optimizer.built:
+            raise ValueError(
+                f"`{optimizer.name}` is already built, and its loss scale would be "
+                "lost: wrap the LossScaleOptimizer before training with it."
+            )
+        return keras.optimizers.LossScaleOptimizer(
+            wrap(
+                optimizer.inner_optimizer,
+                conv_only=conv_only,
+                include=include,
+                exclude=exclude,
+                output_axes=output_axes,
+                mode=mode,
+            ),
+            initial_scale=optimizer.initial_scale,
+            dynamic_growth_steps=optimizer.dynamic_growth_steps,
+            name=optimizer.name,
+        )
     return GradientCentralizationOptimizer(
         optimizer,
         conv_only=conv_only,

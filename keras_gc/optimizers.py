@@ -14,7 +14,7 @@ from typing import Any
 
 import keras
 
-from keras_gc._optimizer import GradientCentralizationOptimizer, wrap
+from keras_gc._optimizer import GradientCentralizationOptimizer
 
 __all__ = [
     "SGD",
@@ -41,7 +41,7 @@ def _centralized(
 ) -> Callable[..., GradientCentralizationOptimizer]:
     def constructor(*args: Any, **kwargs: Any) -> GradientCentralizationOptimizer:
         options = {key: kwargs.pop(key) for key in _GC_OPTIONS if key in kwargs}
-        return wrap(cls(*args, **kwargs), **options)
+        return GradientCentralizationOptimizer(cls(*args, **kwargs), **options)
 
     constructor.__name__ = constructor.__qualname__ = cls.__name__
     constructor.__doc__ = (

@@ -35,6 +35,13 @@ OPTIMIZERS = {
     "adafactor": lambda: keras.optimizers.Adafactor(0.1),
     "muon": lambda: keras.optimizers.Muon(0.01),
     "schedule-free-adamw": lambda: keras.optimizers.ScheduleFreeAdamW(0.01),
+    "sgd-accumulation": lambda: keras.optimizers.SGD(
+        0.1, momentum=0.9, gradient_accumulation_steps=2
+    ),
+    "adam-ema": lambda: keras.optimizers.Adam(
+        0.01, use_ema=True, ema_overwrite_frequency=2
+    ),
+    "sgd-loss-scale-factor": lambda: keras.optimizers.SGD(0.1, loss_scale_factor=4.0),
 }
 
 
@@ -109,7 +116,7 @@ def test_equals_bare_optimizer_on_centralized_gradients(name):
             reference_model.trainable_variables,
         )
         assert_same_weights(wrapped_model, reference_model)
-    assert int(wrapped.iterations) == 3
+    assert int(wrapped.iterations) == int(reference.iterations) > 0
 
 
 def numpy_centralized_update(before, after, variables):
