@@ -9,7 +9,8 @@ nox.options.sessions = ["lint", "tests-jax", "tests-tensorflow", "tests-torch"]
 # `tensorflow` carries GPU kernels that CI never uses.
 BACKENDS = {
     "jax": ["jax[cpu]==0.10.2"],
-    "tensorflow": ["tensorflow-cpu==2.21.0"],
+    # TensorBoard: the test that the learning rate reaches its logs.
+    "tensorflow": ["tensorflow-cpu==2.21.0", "tensorboard==2.21.0"],
     "torch": ["torch==2.13.0"],
 }
 

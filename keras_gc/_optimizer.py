@@ -12,6 +12,20 @@ from keras_gc._plan import OutputAxes, Pattern, Patterns, Plan, VariablePlan, pl
 
 MODES = ("gradient", "update")
 
+
+def _skip_autograph(method: Any) -> Any:
+    """Keeps TensorFlow's autograph from rewriting this pure-Python code.
+
+    Inside a user's `tf.function`, autograph converts the code it calls unless
+    it is Keras' own; its rewrite of plain Python loops breaks planning.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return method
+    import tensorflow as tf
+
+    return tf.autograph.experimental.do_not_convert(method)
+
+
 # Arguments of the base optimizer that belong on the inner optimizer.
 _INNER_ARGUMENTS = (
     "learning_rate",
@@ -170,6 +184,7 @@ class GradientCentralizationOptimizer(keras.optimizers.Optimizer):
     def variables(self) -> list[Any]:
         return self._variables + self.inner_optimizer.variables
 
+    @_skip_autograph
     def apply(
         self, grads: Sequence[Any], trainable_variables: Sequence[Any] | None = None
     ) -> None:

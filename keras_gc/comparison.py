@@ -429,31 +429,21 @@ def compare(
         raise ValueError(
             f"`seeds` must be a positive count or distinct seeds; received {seeds!r}."
         )
-    arms = {"bare": lambda: make_optimizer(), "gc": lambda: wrap(make_optimizer())}
-    optimizers_seen: list[Any] = []
     runs: list[Run] = []
     for i, seed in enumerate(seed_list):
         keras.utils.set_random_seed(seed)
         initial = _built(build_model()).get_weights()
-        order = ARMS if i % 2 == 0 else ARMS[::-1]
-        for arm in order:
+        optimizers = _fresh_optimizers(make_optimizer, wrap)
+        for arm in ARMS if i % 2 == 0 else ARMS[::-1]:
             if verbose != 0:
                 print(f"Run {len(runs) + 1}/{2 * len(seed_list)}: {arm}, seed {seed}")
-            optimizer = arms[arm]()
-            if any(optimizer is seen for seen in optimizers_seen):
-                raise ValueError(
-                    "`make_optimizer` returned an optimizer it returned before; it "
-                    "must build a new one each time, e.g. "
-                    "`lambda: keras.optimizers.RMSprop(1e-4)`."
-                )
-            optimizers_seen.append(optimizer)
             runs.append(
                 _fit(
                     arm,
                     seed,
                     build_model,
                     initial,
-                    optimizer,
+                    optimizers[arm],
                     train,
                     validation,
                     compile_kwargs={"loss": loss, "metrics": metrics},
@@ -478,6 +468,20 @@ def compare(
     return Comparison(
         tuple(runs), _jsonable(_environment() | settings | dict(metadata or {}))
     )
+
+
+def _fresh_optimizers(
+    make_optimizer: Callable[[], keras.optimizers.Optimizer],
+    wrap: Callable[[keras.optimizers.Optimizer], keras.optimizers.Optimizer],
+) -> dict[str, keras.optimizers.Optimizer]:
+    """Returns each arm's optimizer, after checking they share no state."""
+    bare, inner = make_optimizer(), make_optimizer()
+    if bare is inner:
+        raise ValueError(
+            "`make_optimizer` returned the same optimizer twice; it must build a "
+            "new one each time, e.g. `lambda: keras.optimizers.RMSprop(1e-4)`."
+        )
+    return {"bare": bare, "gc": wrap(inner)}
 
 
 def _describe(optimizer: keras.optimizers.Optimizer) -> Any:

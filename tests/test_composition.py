@@ -1,0 +1,345 @@
+"""The wrapper composed with the rest of Keras: loss scaling, EMA, MultiOptimizer,
+learning-rate callbacks, interruption and custom training loops."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+from keras import layers
+
+import keras_gc
+
+
+def conv_model():
+    return keras.Sequential(
+        [
+            keras.Input((6, 6, 2)),
+            layers.Conv2D(4, 3, name="conv"),
+            layers.Flatten(),
+            layers.Dense(2, name="head"),
+        ]
+    )
+
+
+def data(count=32):
+    rng = np.random.default_rng(0)
+    return rng.random((count, 6, 6, 2), "float32"), rng.random((count, 2), "float32")
+
+
+REDUCED = {"conv/kernel": (0, 1, 2), "head/kernel": (0,)}
+
+
+def centralized(grads, variables, paths=REDUCED):
+    result = []
+    for g, v in zip(grads, variables, strict=True):
+        axes = paths.get(v.path.split("/", 1)[1])
+        result.append(g if axes is None else g - g.mean(axis=axes, keepdims=True))
+    return result
+
+
+def random_grads(variables, rng):
+    return [(rng.standard_normal(v.shape) + 1.0).astype("float32") for v in variables]
+
+
+def tensors(arrays):
+    return [keras.ops.convert_to_tensor(a) for a in arrays]
+
+
+def assert_same_weights(first, second):
+    for a, b in zip(first.get_weights(), second.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def kernel_means_fixed(model, before):
+    for v, old in zip(model.trainable_variables, before, strict=True):
+        axes = REDUCED.get(v.path.split("/", 1)[1])
+        if axes is not None:
+            np.testing.assert_allclose(
+                v.numpy().mean(axis=axes), old.mean(axis=axes), atol=1e-6
+            )
+
+
+def test_wrap_puts_gc_inside_a_loss_scale_optimizer():
+    scaler = keras.optimizers.LossScaleOptimizer(
+        keras.optimizers.SGD(0.1), initial_scale=64.0, dynamic_growth_steps=7
+    )
+    wrapped = keras_gc.wrap(scaler, conv_only=True)
+    assert isinstance(wrapped, keras.optimizers.LossScaleOptimizer)
+    assert isinstance(wrapped.inner_optimizer, keras_gc.GradientCentralizationOptimizer)
+    assert wrapped.inner_optimizer.inner_optimizer is scaler.inner_optimizer
+    assert wrapped.inner_optimizer.conv_only
+    assert (wrapped.initial_scale, wrapped.dynamic_growth_steps) == (64.0, 7)
+
+
+def test_gc_around_a_loss_scale_optimizer_is_refused():
+    scaler = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD())
+    with pytest.raises(ValueError, match="inside the LossScaleOptimizer"):
+        keras_gc.GradientCentralizationOptimizer(scaler)
+
+
+def test_wrapping_a_built_loss_scale_optimizer_is_refused():
+    scaler = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD())
+    scaler.build(conv_model().trainable_variables)
+    with pytest.raises(ValueError, match="already built"):
+        keras_gc.wrap(scaler)
+
+
+def test_loss_scale_optimizer_resets_the_inner_loss_scale_factor():
+    inner = keras.optimizers.SGD(0.1, loss_scale_factor=8.0)
+    keras.optimizers.LossScaleOptimizer(keras_gc.wrap(inner))
+    assert inner.loss_scale_factor is None
+
+
+@pytest.mark.parametrize("scaled", [False, True], ids=["plain", "loss-scaled"])
+def test_ema_with_swap_ema_weights(scaled):
+    inner = keras.optimizers.SGD(0.05, momentum=0.9, use_ema=True)
+    optimizer = keras_gc.wrap(inner)
+    if scaled:
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    model = conv_model()
+    model.compile(optimizer=optimizer, loss="mse")
+    before = [v.numpy() for v in model.trainable_variables]
+    x, y = data()
+    model.fit(
+        x,
+        y,
+        batch_size=8,
+        epochs=2,
+        validation_data=(x, y),
+        callbacks=[keras.callbacks.SwapEMAWeights(swap_on_epoch=True)],
+        verbose=0,
+    )
+    # fit ends by writing the averages into the model (finalize_variable_values).
+    for v, average in zip(
+        model.trainable_variables, inner._model_variables_moving_average, strict=True
+    ):
+        np.testing.assert_allclose(v.numpy(), average.numpy(), atol=1e-7)
+    # An average of points on a hyperplane lies on it.
+    kernel_means_fixed(model, before)
+
+
+def test_gc_inside_a_multi_optimizer_for_the_conv_tower_only():
+    def multi(conv_optimizer):
+        return keras.optimizers.MultiOptimizer(
+            keras.optimizers.OptimizerMap(
+                keras.optimizers.Adam(0.01), {".*conv/.*": conv_optimizer}
+            )
+        )
+
+    model, reference_model = conv_model(), conv_model()
+    reference_model.set_weights(model.get_weights())
+    optimizer = multi(keras_gc.wrap(keras.optimizers.SGD(0.1, momentum=0.9)))
+    reference = multi(keras.optimizers.SGD(0.1, momentum=0.9))
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        grads = random_grads(model.trainable_variables, rng)
+        optimizer.apply(tensors(grads), model.trainable_variables)
+        expected = centralized(
+            grads, reference_model.trainable_variables, {"conv/kernel": (0, 1, 2)}
+        )
+        reference.apply(tensors(expected), reference_model.trainable_variables)
+    assert_same_weights(model, reference_model)
+
+
+def test_gc_around_a_multi_optimizer():
+    def multi():
+        return keras.optimizers.MultiOptimizer(
+            keras.optimizers.OptimizerMap(
+                keras.optimizers.Adam(0.01), {".*conv/.*": keras.optimizers.SGD(0.1)}
+            )
+        )
+
+    model, reference_model = conv_model(), conv_model()
+    reference_model.set_weights(model.get_weights())
+    optimizer, reference = keras_gc.wrap(multi()), multi()
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        grads = random_grads(model.trainable_variables, rng)
+        optimizer.apply(tensors(grads), model.trainable_variables)
+        expected = centralized(grads, reference_model.trainable_variables)
+        reference.apply(tensors(expected), reference_model.trainable_variables)
+    assert_same_weights(model, reference_model)
+    assert [o.name for o in optimizer.optimizers] == [
+        o.name for o in optimizer.inner_optimizer.optimizers
+    ]
+
+
+def test_keras_optimizers_get_deserializes_the_wrapper():
+    config = keras.optimizers.serialize(keras_gc.wrap(keras.optimizers.Adam(0.5)))
+    optimizer = keras.optimizers.get(config)
+    assert isinstance(optimizer, keras_gc.GradientCentralizationOptimizer)
+    assert float(optimizer.learning_rate) == pytest.approx(0.5)
+    wrapped = keras_gc.wrap(keras.optimizers.get("adam"))
+    assert isinstance(wrapped.inner_optimizer, keras.optimizers.Adam)
+
+
+def test_learning_rate_callbacks_reach_the_inner_optimizer():
+    inner = keras.optimizers.SGD(0.1)
+    model = conv_model()
+    model.compile(optimizer=keras_gc.wrap(inner), loss="mse")
+    history = model.fit(
+        *data(),
+        epochs=3,
+        verbose=0,
+        callbacks=[
+            keras.callbacks.LearningRateScheduler(lambda epoch: 0.1 / (epoch + 1)),
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="loss", factor=0.5, patience=0, min_delta=1e9
+            ),
+        ],
+    )
+    # The scheduler sets 0.1 / 3 at the last epoch start, the plateau halves it.
+    assert float(inner.learning_rate) == pytest.approx(0.1 / 3 / 2, rel=1e-5)
+    assert history.history["learning_rate"][0] == pytest.approx(0.1, rel=1e-5)
+
+
+@pytest.mark.tensorflow
+def test_tensorboard_logs_the_learning_rate(tmp_path):
+    import tensorflow as tf
+
+    model = conv_model()
+    model.compile(optimizer=keras_gc.wrap(keras.optimizers.SGD(0.25)), loss="mse")
+    model.fit(
+        *data(),
+        epochs=1,
+        verbose=0,
+        callbacks=[keras.callbacks.TensorBoard(tmp_path, update_freq=1)],
+    )
+    tags = {}
+    for root, _, files in os.walk(tmp_path):
+        for name in files:
+            for event in tf.compat.v1.train.summary_iterator(os.path.join(root, name)):
+                for value in event.summary.value:
+                    tags[value.tag] = tf.make_ndarray(value.tensor)
+    assert float(tags["epoch_learning_rate"]) == pytest.approx(0.25)
+
+
+class _Interrupt(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 1:
+            raise RuntimeError("interrupted")
+
+
+def test_backup_and_restore_resumes_exactly(tmp_path):
+    x, y = data()
+    uninterrupted, interrupted = conv_model(), conv_model()
+    interrupted.set_weights(uninterrupted.get_weights())
+    uninterrupted.compile(optimizer=keras_gc.optimizers.Adam(0.01), loss="mse")
+    uninterrupted.fit(x, y, batch_size=8, epochs=4, shuffle=False, verbose=0)
+
+    interrupted.compile(optimizer=keras_gc.optimizers.Adam(0.01), loss="mse")
+    backup = keras.callbacks.BackupAndRestore(tmp_path / "backup")
+    with pytest.raises(RuntimeError, match="interrupted"):
+        interrupted.fit(
+            x,
+            y,
+            batch_size=8,
+            epochs=4,
+            shuffle=False,
+            verbose=0,
+            callbacks=[backup, _Interrupt()],
+        )
+    restarted = conv_model()
+    restarted.compile(optimizer=keras_gc.optimizers.Adam(0.01), loss="mse")
+    restarted.fit(
+        x, y, batch_size=8, epochs=4, shuffle=False, verbose=0, callbacks=[backup]
+    )
+    assert int(restarted.optimizer.iterations) == 16
+    assert_same_weights(uninterrupted, restarted)
+
+
+@pytest.mark.tensorflow
+@pytest.mark.parametrize("mode", ["gradient", "update"])
+def test_tensorflow_custom_loop(mode):
+    import tensorflow as tf
+
+    model = conv_model()
+    optimizer = keras_gc.wrap(keras.optimizers.SGD(0.1, momentum=0.9), mode=mode)
+    x, y = data()
+    before = [v.numpy() for v in model.trainable_variables]
+
+    @tf.function
+    def train_step(x, y):
+        with tf.GradientTape() as tape:
+            loss = keras.ops.mean((model(x) - y) ** 2)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+        return loss
+
+    for _ in range(3):
+        train_step(x, y)
+    assert int(optimizer.iterations) == 3
+    kernel_means_fixed(model, before)
+
+
+@pytest.mark.jax
+@pytest.mark.parametrize("mode", ["gradient", "update"])
+def test_jax_custom_loop(mode):
+    import jax
+
+    model = conv_model()
+    optimizer = keras_gc.wrap(keras.optimizers.Adam(0.01), mode=mode)
+    optimizer.build(model.trainable_variables)
+    x, y = data()
+    before = [v.numpy() for v in model.trainable_variables]
+
+    def loss_fn(trainable, non_trainable, x, y):
+        prediction, _ = model.stateless_call(trainable, non_trainable, x)
+        return keras.ops.mean((prediction - y) ** 2)
+
+    @jax.jit
+    def train_step(trainable, non_trainable, optimizer_values, x, y):
+        grads = jax.grad(loss_fn)(trainable, non_trainable, x, y)
+        return optimizer.stateless_apply(optimizer_values, grads, trainable)
+
+    trainable = [v.value for v in model.trainable_variables]
+    non_trainable = [v.value for v in model.non_trainable_variables]
+    optimizer_values = [v.value for v in optimizer.variables]
+    for _ in range(3):
+        trainable, optimizer_values = train_step(
+            trainable, non_trainable, optimizer_values, x, y
+        )
+    for variable, value in zip(model.trainable_variables, trainable, strict=True):
+        variable.assign(value)
+    for variable, value in zip(optimizer.variables, optimizer_values, strict=True):
+        variable.assign(value)
+    assert int(optimizer.iterations) == 3
+    if mode == "update":
+        kernel_means_fixed(model, before)
+    else:
+        reference = conv_model()
+        reference.set_weights([np.asarray(b) for b in before])
+        bare = keras.optimizers.Adam(0.01)
+        for _ in range(3):
+            grads = jax.grad(loss_fn)(
+                [v.value for v in reference.trainable_variables],
+                non_trainable,
+                x,
+                y,
+            )
+            expected = centralized(
+                [np.asarray(g) for g in grads], reference.trainable_variables
+            )
+            bare.apply(tensors(expected), reference.trainable_variables)
+        assert_same_weights(model, reference)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("mode", ["gradient", "update"])
+def test_torch_custom_loop(mode):
+    import torch
+
+    model = conv_model()
+    optimizer = keras_gc.wrap(keras.optimizers.SGD(0.1, momentum=0.9), mode=mode)
+    x, y = (torch.from_numpy(a) for a in data())
+    before = [v.numpy() for v in model.trainable_variables]
+    for _ in range(3):
+        model.zero_grad()
+        loss = torch.mean((model(x) - y) ** 2)
+        loss.backward()
+        grads = [v.value.grad for v in model.trainable_variables]
+        with torch.no_grad():
+            optimizer.apply(grads, model.trainable_variables)
+    assert int(optimizer.iterations) == 3
+    kernel_means_fixed(model, before)
