@@ -116,8 +116,8 @@ class GradientCentralizationOptimizer(keras.optimizers.Optimizer):
         if not isinstance(inner_optimizer, keras.optimizers.Optimizer):
             raise TypeError(
                 "`inner_optimizer` must be a Keras 3 optimizer instance, such as "
-                "`keras.optimizers.Adam(1e-3)`; received "
-                f"{inner_optimizer!r} of type {type(inner_optimizer).__name__}."
+                f"`keras.optimizers.Adam(1e-3)`; received {inner_optimizer!r} of type "
+                f"{type(inner_optimizer).__name__}. {_hint(inner_optimizer)}"
             )
         if isinstance(inner_optimizer, keras.optimizers.LossScaleOptimizer):
             raise ValueError(
@@ -355,6 +355,28 @@ class GradientCentralizationOptimizer(keras.optimizers.Optimizer):
             config.pop("inner_optimizer"), custom_objects=custom_objects
         )
         return cls(inner, **config)
+
+
+def _hint(value: Any) -> str:
+    """Says how to get a Keras 3 optimizer from what was given instead."""
+    module = getattr(type(value), "__module__", "")
+    if isinstance(value, str):
+        return f"For a name, pass `keras.optimizers.get({value!r})`."
+    if isinstance(value, type) and issubclass(value, keras.optimizers.Optimizer):
+        return f"Pass an instance, `{value.__name__}(...)`, not the class."
+    if module.startswith(("tf_keras", "tensorflow.python.keras", "keras.optimizers")):
+        return "Keras 2 (`tf.keras`) optimizers are not supported; use Keras 3."
+    if module.startswith("torch"):
+        return (
+            "PyTorch optimizers do not run inside Keras; use the Keras optimizer "
+            "of the same name, which runs on the torch backend."
+        )
+    if module.startswith("optax"):
+        return (
+            "optax transformations do not run inside Keras; use the Keras "
+            "optimizer of the same name, which runs on the JAX backend."
+        )
+    return ""
 
 
 def _centralized_step(old: Any, new: Any, entry: VariablePlan) -> Any:

@@ -322,18 +322,36 @@ def test_unmatched_include_warns_at_build():
         wrapped.build(make_model().trainable_variables)
 
 
+def _foreign(module):
+    """An object whose class claims to come from another library."""
+    return type("Foreign", (), {"__module__": module})()
+
+
 @pytest.mark.parametrize(
     ("value", "error", "message"),
     [
-        ("adam", TypeError, "Keras 3 optimizer instance"),
-        (keras.optimizers.Adam, TypeError, "Keras 3 optimizer instance"),
+        ("adam", TypeError, r"keras\.optimizers\.get\('adam'\)"),
+        (keras.optimizers.Adam, TypeError, "Pass an instance, `Adam"),
+        (_foreign("tf_keras.src.optimizers.adam"), TypeError, "Keras 2"),
+        (_foreign("torch.optim.sgd"), TypeError, "PyTorch optimizers"),
+        (_foreign("optax._src.alias"), TypeError, "optax transformations"),
+        (3, TypeError, "Keras 3 optimizer instance"),
         (keras_gc.wrap(keras.optimizers.Adam()), ValueError, "already centralizes"),
     ],
-    ids=["string", "class", "wrapped"],
+    ids=["string", "class", "keras2", "torch", "optax", "int", "wrapped"],
 )
 def test_wrap_rejects_what_is_not_an_optimizer(value, error, message):
     with pytest.raises(error, match=message):
         keras_gc.wrap(value)
+
+
+@pytest.mark.torch
+def test_wrap_rejects_a_real_torch_optimizer():
+    import torch
+
+    sgd = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
+    with pytest.raises(TypeError, match="PyTorch optimizers do not run inside Keras"):
+        keras_gc.wrap(sgd)
 
 
 def test_base_arguments_belong_on_the_inner_optimizer():
