@@ -267,10 +267,10 @@ class Comparison:
 
 def _stats(values: Sequence[float]) -> dict[str, float]:
     return {
-        "mean": statistics.fmean(values),
-        "std": statistics.stdev(values) if len(values) > 1 else math.nan,
-        "min": min(values),
-        "max": max(values),
+        "mean": float(np.mean(values)),
+        "std": float(np.std(values, ddof=1)) if len(values) > 1 else math.nan,
+        "min": float(np.min(values)),
+        "max": float(np.max(values)),
         "n": len(values),
     }
 
