@@ -1,0 +1,109 @@
+"""`examples/horse_or_human.py` end to end, on synthetic data, tiny and fast."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import keras
+import pytest
+
+from keras_gc import horse_or_human
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "examples" / "horse_or_human.py"
+TINY = [
+    "--image-size", "32",
+    "--epochs", "2",
+    "--steps-per-epoch", "2",
+    "--validation-steps", "2",
+    "--batch-size", "16",
+    "--validation-batch-size", "16",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def synthetic_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`$KERAS_HOME/datasets` for a `KERAS_HOME` shared by the test modules,
+    so that the full synthetic set is drawn once per session."""
+    return tmp_path_factory.getbasetemp() / "keras-home" / "datasets"
+
+
+def _example():
+    spec = importlib.util.spec_from_file_location("horse_or_human_example", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_command_writes_table_json_and_plot_that_agree(tmp_path, synthetic_cache):
+    env = os.environ | {
+        "KERAS_HOME": str(synthetic_cache.parent),
+        "KERAS_BACKEND": keras.backend.backend(),
+    }
+    completed = subprocess.run(
+        [sys.executable, str(SCRIPT), "--data", "synthetic", *TINY],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    default_output = tmp_path / "horse_or_human_results"
+    table = (default_output / "table.md").read_text()
+    assert table in completed.stdout
+    assert (default_output / "curves.png").read_bytes().startswith(b"\x89PNG")
+    for name in ("table.md", "results.json", "curves.png"):
+        assert str(default_output / name) in completed.stdout
+    assert "Epoch 1/2" in completed.stdout  # progress bars
+
+    data = json.loads((default_output / "results.json").read_text())
+    assert data["metadata"]["backend"] == keras.backend.backend()
+    assert data["metadata"]["data"]["source"] == "synthetic"
+    assert data["metadata"]["data"]["train_images"] == 1027
+    assert data["metadata"]["options"]["image_size"] == 32
+    assert data["metadata"]["versions"]["keras"] == keras.__version__
+    rows = {tuple(line.split(" | ")[:2]): line for line in table.splitlines()}
+    for run in data["runs"]:
+        row = rows[(f"| {run['arm']}", "0")]
+        assert f" {run['total_seconds']:.1f} " in row
+        assert f" {run['first_epoch_seconds']:.1f} " in row
+        for value in run["final"].values():
+            assert f" {value:.4f} " in row
+
+
+def test_quiet_no_plot_and_zips_on_disk(tmp_path, synthetic_cache, capsys, monkeypatch):
+    folders = horse_or_human.get_folders("synthetic", cache_dir=synthetic_cache)
+    zips = []
+    for folder in (folders.train, folders.validation):
+        path = tmp_path / f"{folder.name}.zip"
+        with zipfile.ZipFile(path, "w") as archive:
+            for name in horse_or_human.CLASS_NAMES:
+                for image in sorted((folder / name).glob("*.png"))[:12]:
+                    archive.write(image, f"{name}/{image.name}")
+        zips.append(str(path))
+    output = tmp_path / "out"
+    options = ["--data", *zips, *TINY, "--epochs", "1"]
+    options += ["--quiet", "--no-plot", "--output", str(output)]
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "home"))
+    assert _example().main(options) == 0
+    printed = capsys.readouterr().out
+    assert "Epoch" not in printed
+    assert "mean ± sd, n=1" in printed
+    assert not (output / "curves.png").exists()
+    data = json.loads((output / "results.json").read_text())
+    assert data["metadata"]["data"]["source"] == "path"
+    assert data["metadata"]["data"]["train_images"] == 24
+    assert [run["arm"] for run in data["runs"]] == ["bare", "gc"]
+
+
+def test_unknown_optimizer_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        _example().parse_args(["--optimizer", "nope"])
+    assert "unknown optimizer 'nope'" in capsys.readouterr().err
+    assert _example().parse_args(["--optimizer", "AdamW"]).optimizer == "adamw"
