@@ -151,6 +151,7 @@ class GradientCentralizationOptimizer(keras.optimizers.Optimizer):
         self.mode = mode
         self._plan: Plan | None = None
 
+    @_skip_autograph
     def build(self, var_list: Sequence[Any]) -> None:
         self._plan = plan(
             var_list,
