@@ -290,17 +290,29 @@ def test_batches_in_order_and_as_a_seeded_stream():
     assert not np.array_equal(other.indices(0), stream.indices(0))
 
 
-def test_model_and_augmentation():
+def test_model_and_the_classic_augmentation():
     model = hoh.build_model(32)
     assert model.output_shape == (None, 1)
     assert model.layers[0].name == "augmentation"
-    images = np.random.uniform(size=(4, 32, 32, 3)).astype("float32")
-    augmentation = hoh.augmentation()
-    np.testing.assert_array_equal(
-        keras.ops.convert_to_numpy(augmentation(images, training=False)), images
-    )
-    changed = keras.ops.convert_to_numpy(augmentation(images, training=True))
-    assert changed.shape == images.shape and not np.allclose(changed, images)
     assert "augmentation" not in [
         layer.name for layer in hoh.build_model((24, 28), augment=False).layers
     ]
+    # ImageDataGenerator(rotation_range=40, width/height_shift_range=0.2,
+    # shear_range=0.2 (degrees), zoom_range=0.2, horizontal_flip=True,
+    # fill_mode="nearest"); fits in the other tests run it on each backend.
+    configs = {
+        type(layer).__name__: layer.get_config() for layer in hoh.augmentation().layers
+    }
+    assert configs["RandomRotation"]["factor"] == (-40 / 360, 40 / 360)
+    translation = configs["RandomTranslation"]
+    assert translation["height_factor"] == translation["width_factor"] == 0.2
+    assert configs["RandomShear"]["x_factor"][1] == pytest.approx(0.00349, rel=1e-3)
+    assert configs["RandomZoom"]["height_factor"] == 0.2
+    assert configs["RandomZoom"]["width_factor"] == 0.2
+    assert configs["RandomFlip"]["mode"] == "horizontal"
+    for name in ("RandomRotation", "RandomTranslation", "RandomShear", "RandomZoom"):
+        assert configs[name]["fill_mode"] == "nearest"
+    images = np.random.uniform(size=(2, 32, 32, 3)).astype("float32")
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(hoh.augmentation()(images, training=False)), images
+    )
