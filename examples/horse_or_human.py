@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 
 import keras
 
+import keras_gc
 from keras_gc import horse_or_human
 from keras_gc.comparison import Comparison, compare
 
@@ -80,6 +81,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="a built-in Keras optimizer: " + ", ".join(sorted(OPTIMIZERS)),
     )
     parser.add_argument("--learning-rate", type=float, default=1e-4)
+    parser.add_argument(
+        "--gc-mode",
+        choices=keras_gc.MODES,
+        default="gradient",
+        help="centralize the gradient (the paper's GC) or the optimizer's update",
+    )
+    parser.add_argument(
+        "--conv-only", action="store_true", help="centralize conv kernels only (GCC)"
+    )
     parser.add_argument(
         "--seeds", type=_positive, default=1, help="pairs of runs (seeds 0..N-1)"
     )
@@ -144,6 +154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         steps_per_epoch=args.steps_per_epoch,
         validation_steps=args.validation_steps,
         seeds=args.seeds,
+        wrap=lambda optimizer: keras_gc.wrap(
+            optimizer, mode=args.gc_mode, conv_only=args.conv_only
+        ),
         verbose=0 if args.quiet else 1,
         metadata={
             "data": {

@@ -4,19 +4,24 @@
 >>> optimizer = keras_gc.wrap(keras.optimizers.RMSprop(1e-4))
 """
 
-from keras_gc import optimizers
+from keras_gc import comparison, horse_or_human, optimizers
 from keras_gc._centralize import centralize
-from keras_gc._optimizer import GradientCentralizationOptimizer, wrap
+from keras_gc._optimizer import MODES, GradientCentralizationOptimizer, wrap
 from keras_gc._plan import Plan, VariablePlan, centralize_gradients, plan
+from keras_gc.comparison import compare
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "MODES",
     "GradientCentralizationOptimizer",
     "Plan",
     "VariablePlan",
     "centralize",
     "centralize_gradients",
+    "compare",
+    "comparison",
+    "horse_or_human",
     "optimizers",
     "plan",
     "wrap",

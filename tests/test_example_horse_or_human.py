@@ -90,6 +90,7 @@ def test_quiet_no_plot_and_zips_on_disk(tmp_path, synthetic_cache, capsys, monke
     output = tmp_path / "out"
     options = ["--data", *zips, *TINY, "--epochs", "1"]
     options += ["--quiet", "--no-plot", "--output", str(output)]
+    options += ["--gc-mode", "update", "--conv-only"]
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "home"))
     assert _example().main(options) == 0
     printed = capsys.readouterr().out
@@ -100,6 +101,8 @@ def test_quiet_no_plot_and_zips_on_disk(tmp_path, synthetic_cache, capsys, monke
     assert data["metadata"]["data"]["source"] == "path"
     assert data["metadata"]["data"]["train_images"] == 24
     assert [run["arm"] for run in data["runs"]] == ["bare", "gc"]
+    assert data["metadata"]["options"]["gc_mode"] == "update"
+    assert data["metadata"]["options"]["conv_only"] is True
 
 
 def test_unknown_optimizer_is_refused(capsys):
