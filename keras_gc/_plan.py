@@ -231,8 +231,8 @@ def plan(
     Example:
 
     >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-    >>> [(e.path, e.centralized) for e in keras_gc.plan(model)]
-    [('dense/kernel', True), ('dense/bias', False)]
+    >>> [(e.shape, e.centralized, e.reason) for e in keras_gc.plan(model)]
+    [((4, 3), True, 'Dense kernel: last axis is the output'), ((3,), False, 'bias')]
     """
     variables = _variables_of(target)
     includes = _patterns("include", include)

@@ -752,7 +752,7 @@ def augmentation() -> keras.Sequential:
     Example:
 
     >>> images = np.random.uniform(size=(2, 32, 32, 3))
-    >>> augmentation()(images, training=True).shape
+    >>> tuple(augmentation()(images, training=True).shape)
     (2, 32, 32, 3)
     """
     fill = {"fill_mode": "nearest", "interpolation": "nearest"}
