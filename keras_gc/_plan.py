@@ -348,6 +348,8 @@ def _owning_layers(variables: Sequence[Any]) -> dict[int, layers.Layer]:
     too: the owner is the holder named in the variable's path
     (`.../<layer name>/<variable name>`), else the holder with fewest weights.
     """
+    if not variables:
+        return {}
     wanted = {id(v): _parent(v) for v in variables}
     owners: dict[int, tuple[tuple[bool, int], layers.Layer]] = {}
     for obj in gc.get_objects():
