@@ -249,6 +249,25 @@ def test_backup_and_restore_resumes_exactly(tmp_path):
     assert_same_weights(uninterrupted, restarted)
 
 
+def test_model_checkpoint_resumes_exactly(tmp_path):
+    x, y = data()
+    uninterrupted, checkpointed = conv_model(), conv_model()
+    checkpointed.set_weights(uninterrupted.get_weights())
+    uninterrupted.compile(optimizer=keras_gc.optimizers.Adam(0.01), loss="mse")
+    uninterrupted.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0)
+
+    checkpointed.compile(optimizer=keras_gc.optimizers.Adam(0.01), loss="mse")
+    path = str(tmp_path / "epoch-{epoch}.keras")
+    checkpointed.fit(
+        x, y, batch_size=8, epochs=3, shuffle=False, verbose=0,
+        callbacks=[keras.callbacks.ModelCheckpoint(path)],
+    )  # fmt: skip
+    resumed = keras.saving.load_model(path.format(epoch=2))
+    resumed.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    assert int(resumed.optimizer.iterations) == 12
+    assert_same_weights(uninterrupted, resumed)
+
+
 @pytest.mark.tensorflow
 @pytest.mark.parametrize("mode", ["gradient", "update"])
 def test_tensorflow_custom_loop(mode):

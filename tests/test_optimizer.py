@@ -146,7 +146,7 @@ def test_update_mode_equals_centralizing_the_bare_optimizers_step(name):
         assert_same_weights(wrapped_model, reference_model)
 
 
-@pytest.mark.parametrize("name", ["adam", "lion", "adafactor", "sgd-weight-decay"])
+@pytest.mark.parametrize("name", OPTIMIZERS)
 def test_update_mode_keeps_kernel_means_fixed_for_any_optimizer(name):
     model = make_model()
     wrapped = keras_gc.wrap(OPTIMIZERS[name](), mode="update")
