@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import keras
-from keras import ops
+from keras import backend, ops
 
 from keras_gc._centralize import centralize
 from keras_gc._plan import OutputAxes, Pattern, Patterns, Plan, VariablePlan, plan
@@ -205,7 +205,9 @@ class GradientCentralizationOptimizer(keras.optimizers.Optimizer):
                     self.build(variables)
             indices = [self._index_of(v) for v in variables]
         if self.mode == "gradient":
-            grads = self.plan.centralize(list(grads), indices)
+            grads = self.plan._centralize(
+                list(grads), indices, _own_torch_grads(grads, variables)
+            )
             self.inner_optimizer.apply(grads, trainable_variables)
             return
         entries = (
@@ -378,6 +380,24 @@ def _hint(value: Any) -> str:
             "optimizer of the same name, which runs on the JAX backend."
         )
     return ""
+
+
+def _own_torch_grads(grads: Sequence[Any], variables: Sequence[Any]) -> list[bool]:
+    """Which gradients are their torch variable's own `.grad`.
+
+    That is what Keras' torch `fit` passes; GC may overwrite those in place,
+    as `torch.nn.utils.clip_grad_norm_` does, instead of allocating copies.
+    """
+    if backend.backend() != "torch":
+        return []
+    # `_value` is the parameter itself; `variable.value` would cost microseconds
+    # per variable in scope, device and autocast checks.
+    return [
+        g is not None
+        and g is getattr(getattr(v, "_value", None), "grad", None)
+        and not g.requires_grad
+        for g, v in zip(grads, variables, strict=True)
+    ]
 
 
 def _centralized_step(old: Any, new: Any, entry: VariablePlan) -> Any:

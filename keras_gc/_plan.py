@@ -15,7 +15,7 @@ from typing import Any, TypeAlias
 import keras
 from keras import backend, layers
 
-from keras_gc._centralize import centralize
+from keras_gc._centralize import centralize_all
 
 Pattern: TypeAlias = str | Callable[[Any], bool]
 """A regex searched in `variable.path`, or a predicate on the variable."""
@@ -121,6 +121,15 @@ class Plan(Sequence[VariablePlan]):
             The list of gradients, centralized where the plan says so.
             `None` and sparse (`tf.IndexedSlices`) gradients pass through.
         """
+        return self._centralize(gradients, indices)
+
+    def _centralize(
+        self,
+        gradients: Sequence[Any],
+        indices: Sequence[int] | None,
+        in_place: Sequence[bool] = (),
+    ) -> list[Any]:
+        """`centralize`, free to overwrite the gradients `in_place` marks."""
         entries = (
             self.entries if indices is None else [self.entries[i] for i in indices]
         )
@@ -129,10 +138,22 @@ class Plan(Sequence[VariablePlan]):
                 f"Expected {len(entries)} gradients, one per planned variable, "
                 f"but received {len(gradients)}."
             )
-        return [
-            _centralize_one(gradient, entry)
-            for gradient, entry in zip(gradients, entries, strict=True)
-        ]
+        chosen: list[int] = []
+        axes: list[tuple[int, ...]] = []
+        for i, (gradient, entry) in enumerate(zip(gradients, entries, strict=True)):
+            if entry.axes is None or gradient is None or _skip_sparse(gradient, entry):
+                continue
+            chosen.append(i)
+            axes.append(entry.axes)
+        result = list(gradients)
+        centered = centralize_all(
+            [gradients[i] for i in chosen],
+            axes,
+            [in_place[i] if in_place else False for i in chosen],
+        )
+        for i, gradient in zip(chosen, centered, strict=True):
+            result[i] = gradient
+        return result
 
     def __str__(self) -> str:
         rows = [("path", "shape", "layer", "GC", "output axes", "reason")]
@@ -168,22 +189,17 @@ class Plan(Sequence[VariablePlan]):
         return "\n".join(lines)
 
 
-def _centralize_one(gradient: Any, entry: VariablePlan) -> Any:
-    if gradient is None or entry.axes is None:
-        return gradient
-    if _is_sparse(gradient):
-        warnings.warn(
-            f"The gradient of `{entry.path}` is sparse (tf.IndexedSlices) and is "
-            "left uncentralized. Densify it (`tf.convert_to_tensor`) to "
-            "centralize it.",
-            stacklevel=3,
-        )
-        return gradient
-    return centralize(gradient, entry.axes)
-
-
-def _is_sparse(gradient: Any) -> bool:
-    return type(gradient).__name__ == "IndexedSlices"
+def _skip_sparse(gradient: Any, entry: VariablePlan) -> bool:
+    """Whether a gradient is sparse, which GC leaves alone, saying so."""
+    if type(gradient).__name__ != "IndexedSlices":
+        return False
+    warnings.warn(
+        f"The gradient of `{entry.path}` is sparse (tf.IndexedSlices) and is "
+        "left uncentralized. Densify it (`tf.convert_to_tensor`) to "
+        "centralize it.",
+        stacklevel=5,
+    )
+    return True
 
 
 def plan(

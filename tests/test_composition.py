@@ -362,3 +362,31 @@ def test_torch_custom_loop(mode):
             optimizer.apply(grads, model.trainable_variables)
     assert int(optimizer.iterations) == 3
     kernel_means_fixed(model, before)
+
+
+@pytest.mark.torch
+def test_torch_centralizes_own_grads_in_place_and_copies_others():
+    import torch
+
+    model = conv_model()
+    reference = conv_model()
+    reference.set_weights(model.get_weights())
+    optimizer = keras_gc.wrap(keras.optimizers.Adam(0.01))
+    x, y = (torch.from_numpy(a) for a in data())
+    loss = torch.mean((model(x) - y) ** 2)
+    loss.backward()
+    own = [v.value.grad for v in model.trainable_variables]
+    raw = [g.numpy().copy() for g in own]
+    copies = [g.clone() for g in own]
+    expected = centralized(raw, model.trainable_variables)
+
+    with torch.no_grad():
+        optimizer.apply(own, model.trainable_variables)
+        keras_gc.plan(reference).centralize(copies)
+    keras.optimizers.Adam(0.01).apply(tensors(expected), reference.trainable_variables)
+
+    for grad, want in zip(own, expected, strict=True):
+        np.testing.assert_allclose(grad.numpy(), want, rtol=1e-5, atol=1e-7)
+    for copy, before in zip(copies, raw, strict=True):
+        np.testing.assert_array_equal(copy.numpy(), before)
+    assert_same_weights(model, reference)
