@@ -1,4 +1,5 @@
-"""Sessions: `nox -s tests-jax tests-tensorflow tests-torch lint`, `demo-<backend>`."""
+"""Sessions: `nox -s tests-jax tests-tensorflow tests-torch lint`, `demo-<backend>`,
+`bench-<backend>`."""
 
 import nox
 
@@ -36,6 +37,17 @@ for _backend in BACKENDS:
             "python",
             "examples/horse_or_human.py",
             *session.posargs,
+            env={"KERAS_BACKEND": backend},
+        )
+
+    @nox.session(name=f"bench-{_backend}", python="3.11")
+    def bench(session: nox.Session, backend: str = _backend) -> None:
+        """Runs examples/benchmark.py (GC's cost, and its peers) on one backend."""
+        _install(session, backend, f"bench-{backend}")
+        session.run(
+            "python",
+            "examples/benchmark.py",
+            *(session.posargs or ["--output", f"bench-results/{backend}"]),
             env={"KERAS_BACKEND": backend},
         )
 
