@@ -1,5 +1,6 @@
 """The Gradient Centralization operator, as a pure function of tensors."""
 
+import math
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -48,6 +49,8 @@ def centralize(gradient: Any, axes: int | Sequence[int]) -> Any:
     if _is_torch_float(gradient):
         return gradient - _torch_mean(gradient, axes)
     gradient = ops.convert_to_tensor(gradient)
+    if backend.backend() == "jax":
+        return gradient - _jax_mean(gradient, axes)
     return gradient - ops.mean(gradient, axis=axes, keepdims=True)
 
 
@@ -119,3 +122,28 @@ def _torch_mean(gradient: Any, axes: tuple[int, ...]) -> Any:
     if gradient.dtype in (torch.float16, torch.bfloat16):
         return torch.mean(gradient.float(), axes, keepdim=True).to(gradient.dtype)
     return torch.mean(gradient, axes, keepdim=True)
+
+
+def _jax_mean(gradient: Any, axes: tuple[int, ...]) -> Any:
+    """`keras.ops.mean(gradient, axes, keepdims=True)`, as one kernel under XLA.
+
+    XLA on CPU splits a mean over a kernel's leading axes (its inputs) into
+    two kernels per variable, which costs a 60-layer MLP's step 10-20%. The
+    same sum taken as a product with a ones vector is one fused dot. It runs
+    at "highest" precision, so GPUs and TPUs sum in float32 rather than
+    TF32 or bfloat16. Other axes, and float16/bfloat16 gradients (whose mean
+    `keras.ops.mean` takes in float32), keep `keras.ops.mean`.
+    """
+    import jax
+
+    shape = tuple(gradient.shape)
+    dtype = backend.standardize_dtype(gradient.dtype)
+    count = len(axes)
+    leading = sorted(axis % len(shape) for axis in axes) == list(range(count))
+    if not leading or count == len(shape) or dtype != "float32":
+        return ops.mean(gradient, axis=axes, keepdims=True)
+    # A contraction, not a reshape to 2-D: merging the input axes would make
+    # XLA gather a kernel sharded along one of them.
+    with jax.default_matmul_precision("highest"):
+        total = ops.tensordot(ops.ones(shape[:count], dtype), gradient, axes=count)
+    return ops.reshape(total / math.prod(shape[:count]), (1,) * count + shape[count:])

@@ -394,8 +394,8 @@ def _own_torch_grads(grads: Sequence[Any], variables: Sequence[Any]) -> list[boo
     # per variable in scope, device and autocast checks.
     return [
         g is not None
-        and g is getattr(getattr(v, "_value", None), "grad", None)
         and not g.requires_grad
+        and g is getattr(getattr(v, "_value", None), "grad", None)
         for g, v in zip(grads, variables, strict=True)
     ]
 
