@@ -129,7 +129,7 @@ def _jax_mean(gradient: Any, axes: tuple[int, ...]) -> Any:
 
     XLA on CPU splits a mean over a kernel's leading axes (its inputs) into
     two kernels per variable, which costs a 60-layer MLP's step 10-20%. The
-    same sum taken as a product with a ones vector is one fused dot. It runs
+    same sum taken as a contraction with ones is a single dot. It runs
     at "highest" precision, so GPUs and TPUs sum in float32 rather than
     TF32 or bfloat16. Other axes, and float16/bfloat16 gradients (whose mean
     `keras.ops.mean` takes in float32), keep `keras.ops.mean`.

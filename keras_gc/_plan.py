@@ -197,7 +197,7 @@ def _skip_sparse(gradient: Any, entry: VariablePlan) -> bool:
         f"The gradient of `{entry.path}` is sparse (tf.IndexedSlices) and is "
         "left uncentralized. Densify it (`tf.convert_to_tensor`) to "
         "centralize it.",
-        stacklevel=5,
+        stacklevel=4,
     )
     return True
 
