@@ -40,7 +40,8 @@ It also measures, unless told not to:
   `optax.chain(optax.centralize(), base)` in a jitted optax loop over
   `model.stateless_call` (and `keras_gc.Plan.centralize` in the same loop);
   on PyTorch, pytorch-optimizer's `centralize_gradient` in a plain torch loop
-  (and `keras_gc.Plan.centralize` in the same loop). A peer that is not
+  (and `keras_gc.Plan.centralize(..., in_place=True)`, in place like it, in
+  the same loop). A peer that is not
   installed is skipped, and the reason printed.
 
 It prints a table and, with `--output DIR`, writes `benchmark-<backend>.json`
@@ -472,9 +473,8 @@ def gc_pass_functions(
     if BACKEND == "torch":
         # What the wrapper runs in torch `fit`, on the variables' own `.grad`
         # (centralizing twice changes nothing, so repeats cost the same).
-        in_place = [True] * len(grads)
         functions["in place"] = (
-            lambda: plan._centralize(grads, None, in_place),
+            lambda: plan.centralize(grads, in_place=True),
             lambda: [g.mul_(1.0) for g in grads],
         )
     if BACKEND == "jax":
@@ -660,9 +660,7 @@ def peer_torch(
         centralize_gradient([p.grad for p in params], gc_conv_only=False)
 
     def keras_gc_gc() -> None:
-        new = plan.centralize([p.grad for p in params])
-        for p, g in zip(params, new, strict=True):
-            p.grad = g
+        plan.centralize([p.grad for p in params], in_place=True)
 
     hooks: dict[str, Callable[[], None] | None] = {
         "bare": None,

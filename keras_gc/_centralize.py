@@ -72,13 +72,20 @@ def centralize_all(
     Args:
         gradients: Gradients that `centralize` accepts.
         axes: The axes to average over for each gradient.
-        in_place: For each gradient, whether it may be overwritten. Only
-            torch tensors are.
+        in_place: For each gradient, whether to overwrite it; only torch
+            float tensors can be.
 
     Returns:
         The centralized gradients, in order.
     """
     if not gradients or not all(_is_torch_float(g) for g in gradients):
+        for gradient, overwrite in zip(gradients, in_place, strict=True):
+            if overwrite:
+                raise ValueError(
+                    "Only PyTorch float tensors can be centralized in place, on "
+                    f"the torch backend; received a {type(gradient).__name__} "
+                    f"on the {backend.backend()} backend. Use `in_place=False`."
+                )
         return [centralize(g, a) for g, a in zip(gradients, axes, strict=True)]
     import torch
 

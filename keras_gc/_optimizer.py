@@ -389,7 +389,7 @@ def _own_torch_grads(grads: Sequence[Any], variables: Sequence[Any]) -> list[boo
     as `torch.nn.utils.clip_grad_norm_` does, instead of allocating copies.
     """
     if backend.backend() != "torch":
-        return []
+        return [False] * len(grads)
     # `_value` is the parameter itself; `variable.value` would cost microseconds
     # per variable in scope, device and autocast checks.
     return [

@@ -107,7 +107,11 @@ class Plan(Sequence[VariablePlan]):
         return self.entries[index]
 
     def centralize(
-        self, gradients: Sequence[Any], indices: Sequence[int] | None = None
+        self,
+        gradients: Sequence[Any],
+        indices: Sequence[int] | None = None,
+        *,
+        in_place: bool = False,
     ) -> list[Any]:
         """Centralizes a list of gradients according to this plan.
 
@@ -116,20 +120,26 @@ class Plan(Sequence[VariablePlan]):
                 order; or, with `indices`, one per index.
             indices: Optional positions in the plan of the variables that
                 `gradients` belong to.
+            in_place: PyTorch only: overwrite the gradients instead of
+                returning new tensors, as `torch.nn.utils.clip_grad_norm_`
+                does (for a loop that hands `param.grad` to a torch
+                optimizer, it saves a copy of every kernel's gradient).
+                JAX and TensorFlow tensors are immutable: `True` raises
+                there.
 
         Returns:
             The list of gradients, centralized where the plan says so.
             `None` and sparse (`tf.IndexedSlices`) gradients pass through.
         """
-        return self._centralize(gradients, indices)
+        return self._centralize(gradients, indices, [in_place] * len(gradients))
 
     def _centralize(
         self,
         gradients: Sequence[Any],
         indices: Sequence[int] | None,
-        in_place: Sequence[bool] = (),
+        in_place: Sequence[bool],
     ) -> list[Any]:
-        """`centralize`, free to overwrite the gradients `in_place` marks."""
+        """`centralize`, overwriting the gradients that `in_place` marks."""
         entries = (
             self.entries if indices is None else [self.entries[i] for i in indices]
         )
@@ -147,9 +157,7 @@ class Plan(Sequence[VariablePlan]):
             axes.append(entry.axes)
         result = list(gradients)
         centered = centralize_all(
-            [gradients[i] for i in chosen],
-            axes,
-            [in_place[i] if in_place else False for i in chosen],
+            [gradients[i] for i in chosen], axes, [in_place[i] for i in chosen]
         )
         for i, gradient in zip(chosen, centered, strict=True):
             result[i] = gradient

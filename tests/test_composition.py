@@ -390,3 +390,30 @@ def test_torch_centralizes_own_grads_in_place_and_copies_others():
     for copy, before in zip(copies, raw, strict=True):
         np.testing.assert_array_equal(copy.numpy(), before)
     assert_same_weights(model, reference)
+
+
+@pytest.mark.torch
+def test_torch_plan_centralizes_in_place_on_request():
+    import torch
+
+    model = conv_model()
+    rng = np.random.default_rng(1)
+    raw = [rng.standard_normal(v.shape).astype("float32") for v in model.weights]
+    grads = [torch.from_numpy(a.copy()) for a in raw]
+
+    result = keras_gc.plan(model).centralize(grads, in_place=True)
+
+    for out, grad, want in zip(
+        result, grads, centralized(raw, model.trainable_variables), strict=True
+    ):
+        assert out is grad
+        np.testing.assert_allclose(grad.numpy(), want, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.jax
+@pytest.mark.tensorflow
+def test_in_place_is_refused_for_immutable_tensors():
+    model = conv_model()
+    grads = tensors([np.ones(v.shape, "float32") for v in model.weights])
+    with pytest.raises(ValueError, match=r"in place.*(Tensor|Array)"):
+        keras_gc.plan(model).centralize(grads, in_place=True)
