@@ -42,17 +42,24 @@ def test_none_gradients_from_an_unused_branch():
     assert int(optimizer.iterations) == 1
 
 
-@pytest.mark.tensorflow
-@pytest.mark.torch
-def test_trainable_flags_changed_between_fits():
-    # Keras' TensorFlow and torch trainers apply to the current trainable
-    # variables, a subset of those the optimizer was built with.
+def fitted_then_frozen():
+    """A model fitted once, then recompiled with its first layer frozen and the
+    same (already built) optimizer."""
     model = dense_model()
     optimizer = keras_gc.wrap(keras.optimizers.SGD(0.1))
     model.compile(optimizer=optimizer, loss="mse")
     model.fit(*xy(), verbose=0)
     model.get_layer("a").trainable = False
     model.compile(optimizer=optimizer, loss="mse")
+    return model
+
+
+@pytest.mark.tensorflow
+@pytest.mark.torch
+def test_trainable_flags_changed_between_fits():
+    # Keras' TensorFlow and torch trainers apply to the current trainable
+    # variables, a subset of those the optimizer was built with.
+    model = fitted_then_frozen()
     frozen = model.get_layer("a").kernel.numpy().copy()
     before = model.get_layer("b").kernel.numpy().copy()
     model.fit(*xy(), verbose=0)
@@ -63,12 +70,7 @@ def test_trainable_flags_changed_between_fits():
 
 @pytest.mark.jax
 def test_trainable_flags_changed_between_fits_is_a_clear_error_on_jax():
-    model = dense_model()
-    optimizer = keras_gc.wrap(keras.optimizers.SGD(0.1))
-    model.compile(optimizer=optimizer, loss="mse")
-    model.fit(*xy(), verbose=0)
-    model.get_layer("a").trainable = False
-    model.compile(optimizer=optimizer, loss="mse")
+    model = fitted_then_frozen()
     with pytest.raises(ValueError, match="Compile the model again with a new"):
         model.fit(*xy(), verbose=0)
 
