@@ -51,6 +51,8 @@ def centralize(gradient: Any, axes: int | Sequence[int]) -> Any:
     gradient = ops.convert_to_tensor(gradient)
     if backend.backend() == "jax":
         return gradient - _jax_mean(gradient, axes)
+    if backend.backend() == "tensorflow" and _all_but_last(gradient, axes):
+        return _tf_centralize_channels_last(gradient)
     return gradient - ops.mean(gradient, axis=axes, keepdims=True)
 
 
@@ -129,6 +131,35 @@ def _torch_mean(gradient: Any, axes: tuple[int, ...]) -> Any:
     if gradient.dtype in (torch.float16, torch.bfloat16):
         return torch.mean(gradient.float(), axes, keepdim=True).to(gradient.dtype)
     return torch.mean(gradient, axes, keepdim=True)
+
+
+def _all_but_last(gradient: Any, axes: tuple[int, ...]) -> bool:
+    """Whether `axes` are all of a float32 gradient's axes but its last."""
+    rank = len(gradient.shape)
+    return (
+        rank >= 2
+        and sorted(axis % rank for axis in axes) == list(range(rank - 1))
+        and backend.standardize_dtype(gradient.dtype) == "float32"
+    )
+
+
+def _tf_centralize_channels_last(gradient: Any) -> Any:
+    """`centralize` over all axes but the last, in TensorFlow's bias ops.
+
+    Without XLA, TensorFlow's `reduce_mean` over a kernel's leading axes runs
+    at a fifth of the memory bandwidth on CPU (34 ms against 7 ms for a 160
+    MB Dense kernel, on one thread): GC would cost a tenth of a horse-or-human
+    step. `BiasAddGrad`, the sum every Dense and Conv layer's bias gradient
+    takes, reduces the same axes at full speed, and `bias_add` broadcasts
+    along the last axis faster than a subtraction does: the step's ratio to
+    the bare optimizer went from 1.11 to 1.05. Both sum in float32, not
+    TF32, on GPUs, and both have XLA kernels.
+    """
+    import tensorflow as tf
+
+    count = math.prod(gradient.shape[:-1])
+    total = tf.raw_ops.BiasAddGrad(out_backprop=gradient, data_format="NHWC")
+    return tf.nn.bias_add(gradient, total / -count)
 
 
 def _jax_mean(gradient: Any, axes: tuple[int, ...]) -> Any:
