@@ -6,7 +6,10 @@ process, with the backend from `KERAS_BACKEND`. Rounds alternate between the
 arms (bare, GC, GC, bare, ...), warm-up steps are excluded, and each round
 gives one wrapped/bare ratio: the table shows the median ratio and its spread
 (interquartile range, and min-max), because a shared CPU is noisy and only
-paired, interleaved rounds survive that.
+paired, interleaved rounds survive that. Rounds go on until each measurement
+has taken `--seconds`, so short steps get many. A round is one `fit` over
+enough steps that `fit`'s own fixed cost (measured first: tens of ms on
+TensorFlow) is at most 2% of it, since it would pull the ratio toward 1.
 
 Workloads:
 
@@ -93,6 +96,8 @@ MODE_HELP = {
     "eager": "run_eagerly=True (torch: jit_compile=False)",
 }
 LEARNING_RATE = 1e-4
+FIT_OVERHEAD_SHARE = 0.02
+MAX_ROUND_BYTES = 2**29
 
 
 # ----------------------------------------------------------------------------
@@ -227,24 +232,36 @@ def summary(values: Sequence[float]) -> dict[str, float]:
 
 
 def interleave(
-    arms: dict[str, Callable[[], None]], rounds: int, steps: int, warmup: int = 1
+    arms: dict[str, Callable[[], None]],
+    rounds: int,
+    steps: int,
+    warmup: int = 1,
+    seconds: float = 0.0,
 ) -> dict[str, list[float]]:
     """Seconds per step of each arm, one value per round.
 
     Each round runs every arm once; the order of the arms is reversed every
     other round (A B, B A, A B, ...) so that a slow drift of the machine
     falls on both arms alike. `warmup` untimed calls of each arm go first.
+    There are at least `rounds` rounds, and more until the timed calls add up
+    to `seconds`: short steps get many rounds, so that their median is as
+    steady as that of long steps.
     """
     names = list(arms)
     for _ in range(warmup):
         for name in names:
             arms[name]()
     times: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(rounds):
+    spent = 0.0
+    r = 0
+    while r < rounds or spent < seconds:
         for name in names if r % 2 == 0 else names[::-1]:
             start = time.perf_counter()
             arms[name]()
-            times[name].append((time.perf_counter() - start) / steps)
+            elapsed = time.perf_counter() - start
+            times[name].append(elapsed / steps)
+            spent += elapsed
+        r += 1
     return times
 
 
@@ -271,19 +288,63 @@ def measure_step(
     compile_arm(bare, optimizer, mode, False, loss)
     compile_arm(wrapped, optimizer, mode, True, loss)
     steps = steps_for(workload, args, mode)
+    calibration = None
+    if args.step == "fit" and not args.steps:
+        calibration = fit_steps(bare, x, y, steps)
+        steps = calibration["steps"]
     arms = {
         "bare": step_runner(bare, x, y, steps, args.step),
         "gc": step_runner(wrapped, x, y, steps, args.step),
     }
     # The first call compiles; a second settles caches and allocators.
-    times = interleave(arms, args.rounds, steps, warmup=2)
+    times = interleave(arms, args.rounds, steps, 2, args.seconds)
     result = ratios(times)
     result["steps_per_round"] = steps
+    result["fit_calibration"] = calibration
     result["optimizer_variables"] = {
         "bare": _count_variables(bare.optimizer.variables),
         "gc": _count_variables(wrapped.optimizer.variables),
     }
     return result
+
+
+def fit_steps(
+    model: keras.Model, x: np.ndarray, y: np.ndarray, steps: int
+) -> dict[str, Any]:
+    """Steps per `fit` round that make `fit`'s fixed cost a small share of it.
+
+    A `fit` call pays for its set-up and tear-down once, on top of its steps
+    (on this project's 2-core VM about 4 ms on JAX and 60 ms on TensorFlow,
+    against 1.3 and 5 ms per `dense60` step): in every round of both arms
+    alike, it pulls the GC/bare ratio toward 1. This times `fit` over one step
+    and over `steps` steps (fastest of two each), solves for the fixed cost
+    and the cost per step, and returns enough steps for the fixed cost to be
+    at most `FIT_OVERHEAD_SHARE` of a round, and at least `steps` (but no more
+    than `MAX_ROUND_BYTES` of batches).
+    """
+    steps = max(steps, 2)
+
+    def fastest(run: Callable[[], None]) -> float:
+        run()
+        return min(_seconds(run) for _ in range(2))
+
+    one = fastest(step_runner(model, x, y, 1, "fit"))
+    many = fastest(step_runner(model, x, y, steps, "fit"))
+    per_step = max((many - one) / (steps - 1), 1e-9)
+    overhead = max(one - per_step, 0.0)
+    needed = math.ceil(overhead / (FIT_OVERHEAD_SHARE * per_step))
+    cap = max(steps, MAX_ROUND_BYTES // (x.nbytes + y.nbytes))
+    return {
+        "steps": min(max(steps, needed), cap),
+        "fit_overhead_s": overhead,
+        "step_s": per_step,
+    }
+
+
+def _seconds(run: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
 
 
 def steps_for(workload: str, args: argparse.Namespace, mode: str = "") -> int:
@@ -627,7 +688,7 @@ def peer_optax(
             jax.block_until_ready(loss)
 
         arms[name] = run
-    result = ratios(interleave(arms, args.rounds, steps, warmup=2))
+    result = ratios(interleave(arms, args.rounds, steps, 2, args.seconds))
     result["note"] = (
         "optax.centralize averages over axes 1..n (keeps axis 0), the wrong "
         "axis for Keras (in, out) kernels; the cost is that of a mean and a "
@@ -686,7 +747,7 @@ def peer_torch(
                 opt.step()
 
         arms[name] = run
-    result = ratios(interleave(arms, args.rounds, steps, warmup=2))
+    result = ratios(interleave(arms, args.rounds, steps, 2, args.seconds))
     result["note"] = (
         "pytorch_optimizer.centralize_gradient averages over dims 1..n (keeps "
         "dim 0), the wrong axis for Keras (in, out) kernels; the cost is that "
@@ -731,20 +792,25 @@ def markdown(results: dict[str, Any]) -> str:
         f"{env['load_start']} / {env['load_end']}.",
         "",
         "Per-step time of `keras_gc.wrap(opt)` / bare `opt`: median of per-round "
-        "ratios [IQR] (min-max), interleaved rounds.",
+        "ratios [IQR] (min-max), interleaved rounds. A round is one `fit` over "
+        "enough steps that `fit`'s own fixed cost is at most "
+        f"{FIT_OVERHEAD_SHARE:.0%} of it (that cost is in the last column).",
         "",
         "| workload | optimizer | mode | bare ms/step | GC ms/step | GC/bare "
-        "| rounds |",
-        "|---|---|---|---|---|---|---|",
+        "| rounds x steps | `fit` fixed cost ms |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in results["steps"]:
         seconds = row["result"]["seconds"]
+        calibration = row["result"].get("fit_calibration")
+        overhead = f"{calibration['fit_overhead_s'] * 1e3:.1f}" if calibration else "-"
         lines.append(
             f"| {row['workload']} | {row['optimizer']} | {row['mode']} | "
             f"{seconds['bare']['median'] * 1e3:.2f} | "
             f"{seconds['gc']['median'] * 1e3:.2f} | "
             f"{_ratio_cell(row['result']['gc']['ratio'])} | "
-            f"{row['result']['gc']['ratio']['n']} |"
+            f"{row['result']['gc']['ratio']['n']} x "
+            f"{row['result']['steps_per_round']} | {overhead} |"
         )
     if results["memory"]:
         lines += [
@@ -893,7 +959,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         + f". Default: {MODES[0]} with --quick, else "
         + ", ".join(m for m in MODES if m != "jit" or BACKEND != "torch"),
     )
-    parser.add_argument("--rounds", type=int, default=None, help="timed rounds")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="least number of timed rounds (default: 6 with --quick, else 15)",
+    )
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="add rounds until the timed steps of each measurement add up to "
+        "this many seconds (default: 20 with --quick, else 60)",
+    )
     parser.add_argument(
         "--steps", type=int, default=None, help="training steps per round"
     )
@@ -932,6 +1010,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.rounds is None:
         args.rounds = 6 if args.quick else 15
+    if args.seconds is None:
+        args.seconds = 20.0 if args.quick else 60.0
     if args.hoh_batch is None:
         args.hoh_batch = 8 if args.quick else 32
     if args.memory_repeats is None:

@@ -1,0 +1,94 @@
+"""examples/benchmark.py: its round sizing, and a run as the README gives it."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).parents[1] / "examples" / "benchmark.py"
+
+
+@pytest.fixture(scope="module")
+def benchmark():
+    spec = importlib.util.spec_from_file_location("benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("overhead", "step", "expected"),
+    [(0.060, 0.005, 600), (0.004, 0.00125, 160), (0.0, 0.4, 3), (0.060, 0.4, 8)],
+    ids=["tensorflow-dense60", "jax-dense60", "no-overhead", "tensorflow-hoh"],
+)
+def test_fit_rounds_make_fits_fixed_cost_two_percent(
+    benchmark, monkeypatch, overhead, step, expected
+):
+    # A fake `fit` of n steps that takes overhead + n * step seconds.
+    monkeypatch.setattr(
+        benchmark, "step_runner", lambda model, x, y, steps, how: lambda: steps
+    )
+    monkeypatch.setattr(benchmark, "_seconds", lambda run: overhead + run() * step)
+    x = np.zeros((8, 4), "float32")
+    result = benchmark.fit_steps(None, x, x, 3)
+    # Up to one step more: the fixed cost is solved for in floating point.
+    assert expected <= result["steps"] <= expected + 1
+    assert result["fit_overhead_s"] == pytest.approx(overhead, abs=1e-12)
+    assert result["step_s"] == pytest.approx(step)
+
+
+def test_rounds_go_on_until_the_time_budget_is_spent(benchmark, monkeypatch):
+    clock = iter(range(1000))
+    monkeypatch.setattr(benchmark.time, "perf_counter", lambda: next(clock))
+    calls = {"a": 0, "b": 0}
+
+    def arm(name):
+        def run():
+            calls[name] += 1
+
+        return run
+
+    # Each timed call takes one tick of the fake clock.
+    times = benchmark.interleave({"a": arm("a"), "b": arm("b")}, 2, 1, 1, 9)
+    assert len(times["a"]) == len(times["b"]) == 5
+    assert calls == {"a": 6, "b": 6}
+    times = benchmark.interleave({"a": arm("a"), "b": arm("b")}, 4, 1, 0, 0)
+    assert len(times["a"]) == 4
+
+
+def test_runs_end_to_end(tmp_path):
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--quick",
+            "--workloads=dense60",
+            "--optimizers=sgdm",
+            "--rounds=2",
+            "--seconds=0",
+            "--no-memory",
+            "--no-peers",
+            f"--output={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=os.environ,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    backend = os.environ["KERAS_BACKEND"]
+    results = json.loads((tmp_path / f"benchmark-{backend}.json").read_text())
+    (row,) = results["steps"]
+    calibration = row["result"]["fit_calibration"]
+    assert row["result"]["steps_per_round"] == calibration["steps"] >= 40
+    assert 0 < row["result"]["gc"]["ratio"]["median"] < 10
+    assert row["result"]["gc"]["ratio"]["n"] == 2
+    assert results["gc_pass"], "the GC pass was not measured"
+    table = (tmp_path / f"benchmark-{backend}.md").read_text()
+    assert "| dense60 | sgdm |" in table
