@@ -239,6 +239,42 @@ def test_centralize_gradients_matches_numpy():
         np.testing.assert_allclose(keras.ops.convert_to_numpy(got), want, atol=1e-6)
 
 
+def test_plan_centralizes_each_kernel_over_its_own_axes():
+    # Channels-last kernels take the backends' fast means, the others
+    # `keras.ops.mean`; in one list, each gets its own mean over its own axes.
+    model = keras.Sequential(
+        [
+            keras.Input((6, 6, 4)),
+            layers.Conv2DTranspose(4, 3, padding="same"),
+            layers.Conv2DTranspose(4, 3, padding="same"),
+            layers.DepthwiseConv2D(3, padding="same"),
+            layers.DepthwiseConv2D(3, padding="same"),
+            layers.Flatten(),
+            layers.Dense(5),
+            layers.Dense(5),
+            layers.Dense(5),
+            layers.Dense(5),
+        ]
+    )
+    # By layer kind (NOTES section 2): what each kernel's mean is taken over.
+    reduced = [(0, 1, 3), (0, 1, 3), (0, 1), (0, 1), (0,), (0,), (0,), (0,)]
+    rng = np.random.default_rng(0)
+    grads = [
+        keras.ops.convert_to_tensor(rng.standard_normal(v.shape).astype("float32"))
+        for v in model.trainable_variables
+    ]
+    result = keras_gc.plan(model).centralize(grads)
+    kernels = [i for i, v in enumerate(model.trainable_variables) if v.name == "kernel"]
+    assert len(kernels) == len(reduced)
+    for i, got in enumerate(result):
+        g = keras.ops.convert_to_numpy(grads[i])
+        want = g
+        if i in kernels:
+            axes = reduced[kernels.index(i)]
+            want = g - g.mean(axis=axes, keepdims=True)
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(got), want, atol=1e-6)
+
+
 def test_none_gradients_pass_through():
     model = _conv_and_dense_model()
     result = keras_gc.centralize_gradients([None] * 4, model.trainable_variables)
