@@ -1,5 +1,6 @@
 """The Gradient Centralization operator, as a pure function of tensors."""
 
+import functools
 import math
 import sys
 from collections.abc import Sequence
@@ -51,7 +52,11 @@ def centralize(gradient: Any, axes: int | Sequence[int]) -> Any:
     gradient = ops.convert_to_tensor(gradient)
     if backend.backend() == "jax":
         return gradient - _jax_mean(gradient, axes)
-    if backend.backend() == "tensorflow" and _all_but_last(gradient, axes):
+    if (
+        backend.backend() == "tensorflow"
+        and _all_but_last(gradient, axes)
+        and _tf_sees_no_gpu()
+    ):
         return gradient - _tf_mean_channels_last(gradient)
     return gradient - ops.mean(gradient, axis=axes, keepdims=True)
 
@@ -143,16 +148,28 @@ def _all_but_last(gradient: Any, axes: tuple[int, ...]) -> bool:
     )
 
 
+@functools.cache
+def _tf_sees_no_gpu() -> bool:
+    """Whether TensorFlow runs on CPUs only (its devices are fixed once set up).
+
+    On GPUs, `reduce_mean` is fast, and `BiasAddGrad` may sum with atomic
+    adds, whose order (and so the float32 result) changes from run to run.
+    """
+    import tensorflow as tf
+
+    return not tf.config.list_logical_devices("GPU")
+
+
 def _tf_mean_channels_last(gradient: Any) -> Any:
     """`keras.ops.mean` over all axes but the last, in TensorFlow's bias op.
 
     Without XLA, TensorFlow's `reduce_mean` over a kernel's leading axes runs
     at a fifth of the memory bandwidth on CPU (34 ms against 7 ms for a 160
     MB Dense kernel, on one thread): GC cost a tenth of a horse-or-human step.
-    `BiasAddGrad`, the sum every Dense and Conv layer's bias gradient takes,
-    reduces the same axes at full speed, in float32 (not TF32) on GPUs too,
-    and has an XLA kernel. The subtraction stays a plain one, which TensorFlow
-    can run in the gradient's own buffer; `bias_add` would allocate a new one.
+    `BiasAddGrad`, the sum TensorFlow takes for a bias gradient, reduces the
+    same axes at full speed, and has an XLA kernel. The subtraction stays a
+    plain one, which TensorFlow can run in the gradient's own buffer;
+    `bias_add` would allocate a new one.
     """
     import tensorflow as tf
 

@@ -90,3 +90,32 @@ def test_non_finite_gradients_stay_non_finite():
     assert not np.isfinite(result[:, 0]).any()
     assert not np.isfinite(result[:, 2]).any()
     np.testing.assert_allclose(result[:, 1], 0.0)
+
+
+def _tf_graph_ops(axes):
+    import tensorflow as tf
+
+    spec = tf.TensorSpec((3, 3, 8, 16), "float32")
+    traced = tf.function(lambda g: keras_gc.centralize(g, axes))
+    return {op.type for op in traced.get_concrete_function(spec).graph.get_operations()}
+
+
+@pytest.mark.tensorflow
+def test_tensorflow_sums_channels_last_kernels_with_its_bias_gradient_op():
+    # On CPUs, reduce_mean over leading axes runs at a fifth of the memory
+    # bandwidth; other axes, and GPUs (atomic adds), keep it.
+    assert "BiasAddGrad" in _tf_graph_ops((0, 1, 2))
+    assert "BiasAddGrad" not in _tf_graph_ops((0, 1))
+
+
+@pytest.mark.tensorflow
+def test_tensorflow_with_a_gpu_keeps_reduce_mean(monkeypatch):
+    from keras_gc import _centralize
+
+    monkeypatch.setattr(_centralize, "_tf_sees_no_gpu", lambda: False)
+    assert "BiasAddGrad" not in _tf_graph_ops((0, 1, 2))
+    g = np.random.default_rng(0).standard_normal((3, 3, 8, 16)).astype("float32")
+    result = _numpy(keras_gc.centralize(ops.convert_to_tensor(g), (0, 1, 2)))
+    np.testing.assert_allclose(
+        result, g - g.mean(axis=(0, 1, 2), keepdims=True), atol=1e-6
+    )
