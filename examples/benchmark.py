@@ -256,9 +256,7 @@ def interleave(
     r = 0
     while r < rounds or spent < seconds:
         for name in names if r % 2 == 0 else names[::-1]:
-            start = time.perf_counter()
-            arms[name]()
-            elapsed = time.perf_counter() - start
+            elapsed = _seconds(arms[name])
             times[name].append(elapsed / steps)
             spent += elapsed
         r += 1

@@ -54,7 +54,8 @@ def centralize(gradient: Any, axes: int | Sequence[int]) -> Any:
         return gradient - _jax_mean(gradient, axes)
     if (
         backend.backend() == "tensorflow"
-        and _all_but_last(gradient, axes)
+        and _float32_over_leading(gradient, axes)
+        and len(axes) == len(gradient.shape) - 1
         and _tf_sees_no_gpu()
     ):
         return gradient - _tf_mean_channels_last(gradient)
@@ -138,12 +139,13 @@ def _torch_mean(gradient: Any, axes: tuple[int, ...]) -> Any:
     return torch.mean(gradient, axes, keepdim=True)
 
 
-def _all_but_last(gradient: Any, axes: tuple[int, ...]) -> bool:
-    """Whether `axes` are all of a float32 gradient's axes but its last."""
+def _float32_over_leading(gradient: Any, axes: tuple[int, ...]) -> bool:
+    """Whether `axes` are a float32 gradient's first axes, but not all of them
+    (a kernel's inputs, in Keras' channels-last layouts)."""
     rank = len(gradient.shape)
     return (
-        rank >= 2
-        and sorted(axis % rank for axis in axes) == list(range(rank - 1))
+        0 < len(axes) < rank
+        and sorted(axis % rank for axis in axes) == list(range(len(axes)))
         and backend.standardize_dtype(gradient.dtype) == "float32"
     )
 
@@ -189,14 +191,12 @@ def _jax_mean(gradient: Any, axes: tuple[int, ...]) -> Any:
     """
     import jax
 
-    shape = tuple(gradient.shape)
-    dtype = backend.standardize_dtype(gradient.dtype)
-    count = len(axes)
-    leading = sorted(axis % len(shape) for axis in axes) == list(range(count))
-    if not leading or count == len(shape) or dtype != "float32":
+    if not _float32_over_leading(gradient, axes):
         return ops.mean(gradient, axis=axes, keepdims=True)
+    shape = tuple(gradient.shape)
+    count = len(axes)
     # A contraction, not a reshape to 2-D: merging the input axes would make
     # XLA gather a kernel sharded along one of them.
     with jax.default_matmul_precision("highest"):
-        total = ops.tensordot(ops.ones(shape[:count], dtype), gradient, axes=count)
+        total = ops.tensordot(ops.ones(shape[:count], "float32"), gradient, axes=count)
     return ops.reshape(total / math.prod(shape[:count]), (1,) * count + shape[count:])
