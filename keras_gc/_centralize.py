@@ -186,12 +186,15 @@ def _jax_mean(gradient: Any, axes: tuple[int, ...]) -> Any:
     two kernels per variable, which costs a 60-layer MLP's step 10-20%. The
     same sum taken as a contraction with ones is a single dot. It runs
     at "highest" precision, so GPUs and TPUs sum in float32 rather than
-    TF32 or bfloat16. Other axes, and float16/bfloat16 gradients (whose mean
-    `keras.ops.mean` takes in float32), keep `keras.ops.mean`.
+    TF32 or bfloat16. Other axes, float16/bfloat16 gradients (whose mean
+    `keras.ops.mean` takes in float32), and eager calls keep `keras.ops.mean`:
+    op by op, one reduction dispatches faster than the four ops of the dot
+    (2.4 ms against 15.7 ms for sixty 64x64 kernels on CPU).
     """
     import jax
 
-    if not _float32_over_leading(gradient, axes):
+    eager = not isinstance(gradient, jax.core.Tracer)
+    if eager or not _float32_over_leading(gradient, axes):
         return ops.mean(gradient, axis=axes, keepdims=True)
     shape = tuple(gradient.shape)
     count = len(axes)

@@ -28,6 +28,23 @@ def test_golden_values(gradient, axes, expected):
     np.testing.assert_allclose(_numpy(result), expected, atol=1e-6)
 
 
+def _eager(function):
+    return function
+
+
+def _compiled(function):
+    """`function` compiled as `fit` compiles a train step on this backend."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return jax.jit(function)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(function)
+    pytest.skip("torch runs op by op unless asked for torch.compile")
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize(
     ("shape", "axes"),
@@ -40,12 +57,15 @@ def test_golden_values(gradient, axes, expected):
     ],
     ids=["conv2d", "conv2d-unordered-axes", "conv3d", "attention-query", "depthwise"],
 )
-def test_matches_numpy_reference(shape, axes, dtype):
-    # Channels-last kernels and float32 take each backend's fast path; the
-    # others (and float64) take `keras.ops.mean`: both must agree with NumPy.
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_matches_numpy_reference(shape, axes, dtype, compiled):
+    # Channels-last kernels and float32 take each backend's fast path (on JAX
+    # under jit only); the others (and float64) take `keras.ops.mean`: both
+    # must agree with NumPy.
     values = np.random.default_rng(0).standard_normal(shape).astype(dtype)
     gradient = ops.convert_to_tensor(values) + 3.0
-    result = _numpy(keras_gc.centralize(gradient, axes))
+    run = _compiled if compiled else _eager
+    result = _numpy(run(lambda g: keras_gc.centralize(g, axes))(gradient))
     # In float64 from the values the backend holds (JAX keeps float32 unless
     # x64 is on): an offset of 3 leaves results near zero, so the tolerance
     # is a few float32 steps of 3.
@@ -116,6 +136,33 @@ def test_tensorflow_with_a_gpu_keeps_reduce_mean(monkeypatch):
     assert "BiasAddGrad" not in _tf_graph_ops((0, 1, 2))
     g = np.random.default_rng(0).standard_normal((3, 3, 8, 16)).astype("float32")
     result = _numpy(keras_gc.centralize(ops.convert_to_tensor(g), (0, 1, 2)))
+    np.testing.assert_allclose(
+        result, g - g.mean(axis=(0, 1, 2), keepdims=True), atol=1e-6
+    )
+
+
+@pytest.mark.jax
+@pytest.mark.parametrize(
+    ("compiled", "contracts"), [(False, False), (True, True)], ids=["eager", "jit"]
+)
+def test_jax_contracts_kernels_with_ones_under_jit_only(
+    monkeypatch, compiled, contracts
+):
+    # Under jit, XLA on CPU splits a mean over leading axes into two kernels
+    # and a contraction with ones is one; op by op, one mean dispatches faster.
+    from keras_gc import _centralize
+
+    calls = []
+    tensordot = _centralize.ops.tensordot
+    monkeypatch.setattr(
+        _centralize.ops,
+        "tensordot",
+        lambda *args, **kwargs: calls.append(args) or tensordot(*args, **kwargs),
+    )
+    g = np.random.default_rng(0).standard_normal((3, 3, 8, 16)).astype("float32")
+    run = _compiled if compiled else _eager
+    result = _numpy(run(lambda x: keras_gc.centralize(x, (0, 1, 2)))(g))
+    assert bool(calls) is contracts
     np.testing.assert_allclose(
         result, g - g.mean(axis=(0, 1, 2), keepdims=True), atol=1e-6
     )
