@@ -69,10 +69,12 @@ def centralize_all(
 ) -> list[Any]:
     """`centralize` on a list of gradients, each over its own axes.
 
-    On torch, which runs op by op, it takes the means with native ops and
-    subtracts them in one `torch._foreach_sub(_)` call per kind: through
-    `keras.ops`, dispatch alone costs more than the arithmetic of a small
-    kernel. A gradient marked `in_place` is overwritten there (like
+    Op by op, dispatch alone costs more than the arithmetic of a small
+    kernel. On torch, it takes the means with native ops and subtracts them
+    in one `torch._foreach_sub(_)` call per kind; eager TensorFlow runs the
+    whole list as one graph call (1.4 ms against 5.5 ms for sixty 64x64
+    kernels on CPU).
+    A gradient marked `in_place` is overwritten on torch (like
     `torch.nn.utils.clip_grad_norm_` does), which spares allocating a new
     tensor of its size: on a CPU that allocation, page faults and all, costs
     ten times the subtraction.
@@ -94,6 +96,8 @@ def centralize_all(
                     f"the torch backend; received a {type(gradient).__name__} "
                     f"on the {backend.backend()} backend. Use `in_place=False`."
                 )
+        if backend.backend() == "tensorflow" and _tf_executing_eagerly():
+            return _tf_graph_centralize_all(tuple(axes))(list(gradients))
         return [centralize(g, a) for g, a in zip(gradients, axes, strict=True)]
     import torch
 
@@ -160,6 +164,29 @@ def _tf_sees_no_gpu() -> bool:
     import tensorflow as tf
 
     return not tf.config.list_logical_devices("GPU")
+
+
+def _tf_executing_eagerly() -> bool:
+    import tensorflow as tf
+
+    return tf.executing_eagerly()
+
+
+# One entry per plan in use: a few optimizers at most; an evicted one retraces.
+@functools.lru_cache(maxsize=8)
+def _tf_graph_centralize_all(axes: tuple[tuple[int, ...], ...]) -> Any:
+    """`centralize` over a list of gradients, each over its `axes`, as one
+    `tf.function` (traced once per list of shapes, as a `fit` step is).
+
+    The axes are bound, not passed: matching a tuple per gradient on every
+    call cost as much as the graph saved.
+    """
+    import tensorflow as tf
+
+    def centralize_list(gradients: list[Any]) -> list[Any]:
+        return [centralize(g, a) for g, a in zip(gradients, axes, strict=True)]
+
+    return tf.function(centralize_list)
 
 
 def _tf_mean_channels_last(gradient: Any) -> Any:

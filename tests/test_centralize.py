@@ -141,6 +141,26 @@ def test_tensorflow_with_a_gpu_keeps_reduce_mean(monkeypatch):
     )
 
 
+@pytest.mark.tensorflow
+def test_tensorflow_centralizes_an_eager_list_in_one_graph_call():
+    # Op by op, dispatching three ops per kernel cost more than their maths.
+    from keras_gc import _centralize
+
+    rng = np.random.default_rng(0)
+    values = [rng.standard_normal(s).astype("float32") for s in ((3, 3, 8, 16), (5, 4))]
+    axes = ((0, 1, 2), (0,))
+    for _ in range(2):
+        result = _centralize.centralize_all(
+            [ops.convert_to_tensor(v) for v in values], axes, [False, False]
+        )
+    graph = _centralize._tf_graph_centralize_all(axes)
+    assert graph.experimental_get_tracing_count() == 1
+    for got, g, a in zip(result, values, axes, strict=True):
+        np.testing.assert_allclose(
+            _numpy(got), g - g.mean(axis=a, keepdims=True), atol=1e-6
+        )
+
+
 @pytest.mark.jax
 @pytest.mark.parametrize(
     ("compiled", "contracts"), [(False, False), (True, True)], ids=["eager", "jit"]
