@@ -146,6 +146,7 @@ def test_tensorflow_centralizes_an_eager_list_in_one_graph_call():
     # Op by op, dispatching three ops per kernel cost more than their maths.
     from keras_gc import _centralize
 
+    _centralize._tf_graph_centralize_all.cache_clear()  # traces of other tests
     rng = np.random.default_rng(0)
     values = [rng.standard_normal(s).astype("float32") for s in ((3, 3, 8, 16), (5, 4))]
     axes = ((0, 1, 2), (0,))
