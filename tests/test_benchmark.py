@@ -61,6 +61,35 @@ def test_rounds_go_on_until_the_time_budget_is_spent(benchmark, monkeypatch):
     assert len(times["a"]) == 4
 
 
+# The 95% interval of a median from order statistics x(k)..x(n+1-k), k the
+# largest with P(Binomial(n, 1/2) < k) <= 2.5% (e.g. Conover, Practical
+# Nonparametric Statistics, 3rd ed., section 3.2). P(Binomial < k) is 1/64,
+# 11/1024, 0.021 and 0.021 for n, k = 6, 1; 10, 2; 20, 6; 30, 10; the next k
+# would pass 2.5% (and at 90% confidence, n = 30 would take k = 11).
+@pytest.mark.parametrize(
+    ("n", "expected"),
+    [(5, None), (6, (1, 6)), (10, (2, 9)), (20, (6, 15)), (30, (10, 21))],
+)
+def test_median_interval_is_the_order_statistics_one(benchmark, n, expected):
+    # Shuffled, as rounds come; the values are their own ranks.
+    values = np.random.default_rng(n).permutation(np.arange(1.0, n + 1)).tolist()
+    interval = benchmark.summary(values)["ci95"]
+    assert (interval if interval is None else tuple(interval)) == expected
+
+
+@pytest.mark.parametrize(
+    ("interval", "expected"),
+    [
+        ([0.99, 1.02], "met"),
+        ([1.021, 1.08], "missed"),
+        ([1.01, 1.03], "undecided"),
+        (None, "too few rounds"),
+    ],
+)
+def test_verdict_needs_the_whole_interval_on_one_side(benchmark, interval, expected):
+    assert benchmark.verdict({"ci95": interval}, 1.02) == expected
+
+
 def test_runs_end_to_end(tmp_path):
     done = subprocess.run(
         [
@@ -92,3 +121,4 @@ def test_runs_end_to_end(tmp_path):
     assert results["gc_pass"], "the GC pass was not measured"
     table = (tmp_path / f"benchmark-{backend}.md").read_text()
     assert "| dense60 | sgdm |" in table
+    assert "| 1.05: too few rounds |" in table
