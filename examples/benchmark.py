@@ -3,7 +3,7 @@
 Times a training step of `keras_gc.wrap(optimizer)` against the bare
 `optimizer`, on two copies of a model built from the same weights, in one
 process, with the backend from `KERAS_BACKEND`. Rounds alternate between the
-arms (bare, GC, GC, bare, ...), warm-up steps are excluded, and each round
+arms (bare GC, GC bare, ...), warm-up steps are excluded, and each round
 gives one wrapped/bare ratio: the table shows the median ratio, its 95%
 confidence interval and the interquartile range, because a shared CPU is noisy
 and only paired, interleaved rounds survive that. Each workload has a target
@@ -11,7 +11,9 @@ ratio (`TARGETS`), and the table says whether the interval shows it met.
 Rounds go on until each measurement has taken `--seconds`, so short steps get
 many. A round is one `fit` over enough steps that `fit`'s own fixed cost
 (measured first: tens of ms on TensorFlow) is at most 2% of it, since it
-would pull the ratio toward 1.
+would pull the ratio toward 1. With `--control`, a second bare twin runs in
+the same rounds (an A/A test), to show how far apart two identical arms come
+out on this machine.
 
 Workloads:
 
@@ -65,6 +67,7 @@ can make a step ten times slower, at random.
 import argparse
 import contextlib
 import datetime
+import itertools
 import json
 import math
 import os
@@ -171,13 +174,13 @@ def make_optimizer(name: str) -> keras.optimizers.Optimizer:
     raise ValueError(f"unknown optimizer {name!r}")
 
 
-def twin_models(build: Callable[[], keras.Model]) -> tuple[keras.Model, keras.Model]:
-    """Two models with identical weights."""
+def twin_models(build: Callable[[], keras.Model], count: int) -> list[keras.Model]:
+    """`count` models with identical weights."""
     keras.utils.set_random_seed(0)
-    bare = build()
-    wrapped = build()
-    wrapped.set_weights(bare.get_weights())
-    return bare, wrapped
+    models = [build() for _ in range(count)]
+    for model in models[1:]:
+        model.set_weights(models[0].get_weights())
+    return models
 
 
 def compile_arm(
@@ -269,14 +272,16 @@ def interleave(
 ) -> dict[str, list[float]]:
     """Seconds per step of each arm, one value per round.
 
-    Each round runs every arm once; the order of the arms is reversed every
-    other round (A B, B A, A B, ...) so that a slow drift of the machine
-    falls on both arms alike. `warmup` untimed calls of each arm go first.
+    Each round runs every arm once, in the next of all their orders (A B,
+    B A, A B, ...; with three arms, six orders), so that each arm runs in
+    each place equally often and a slow drift of the machine falls on all
+    arms alike. `warmup` untimed calls of each arm go first.
     There are at least `rounds` rounds, and more until the timed calls add up
     to `seconds`: short steps get many rounds, so that their median is as
     steady as that of long steps.
     """
     names = list(arms)
+    orders = list(itertools.permutations(names))
     for _ in range(warmup):
         for name in names:
             arms[name]()
@@ -284,7 +289,7 @@ def interleave(
     spent = 0.0
     r = 0
     while r < rounds or spent < seconds:
-        for name in names if r % 2 == 0 else names[::-1]:
+        for name in orders[r % len(orders)]:
             elapsed = _seconds(arms[name])
             times[name].append(elapsed / steps)
             spent += elapsed
@@ -311,17 +316,20 @@ def measure_step(
     workload: str, optimizer: str, mode: str, args: argparse.Namespace
 ) -> dict[str, Any]:
     build, x, y, loss = build_workload(workload, args)
-    bare, wrapped = twin_models(build)
-    compile_arm(bare, optimizer, mode, False, loss)
-    compile_arm(wrapped, optimizer, mode, True, loss)
+    # A second bare twin (A/A) shows the bias of the measurement itself.
+    names = ("bare", "gc", "control") if args.control else ("bare", "gc")
+    models = twin_models(build, len(names))
+    for name, model in zip(names, models, strict=True):
+        compile_arm(model, optimizer, mode, name == "gc", loss)
+    bare, wrapped = models[:2]
     steps = steps_for(workload, args, mode)
     calibration = None
     if args.step == "fit" and not args.steps:
         calibration = fit_steps(bare, x, y, steps)
         steps = calibration["steps"]
     arms = {
-        "bare": step_runner(bare, x, y, steps, args.step),
-        "gc": step_runner(wrapped, x, y, steps, args.step),
+        name: step_runner(model, x, y, steps, args.step)
+        for name, model in zip(names, models, strict=True)
     }
     # The first call compiles; a second settles caches and allocators.
     times = interleave(arms, args.rounds, steps, 2, args.seconds)
@@ -823,16 +831,23 @@ def markdown(results: dict[str, Any]) -> str:
         "rounds. A round is one `fit` over enough steps that `fit`'s own fixed "
         f"cost is at most {FIT_OVERHEAD_SHARE:.0%} of it (that cost is in the "
         "last column). Target: the ratio keras-gc aims to stay under; `met` when "
-        "the whole interval is under it, `missed` when it is all over it.",
+        "the whole interval is under it, `missed` when it is all over it. "
+        "Control (with `--control`): a third twin, bare too, timed in the same "
+        "rounds: how far apart two identical arms come out.",
         "",
         "| workload | optimizer | mode | bare ms/step | GC ms/step | GC/bare "
-        "| target | rounds x steps | `fit` fixed cost ms |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| target | control/bare | rounds x steps | `fit` fixed cost ms |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in results["steps"]:
         seconds = row["result"]["seconds"]
         calibration = row["result"].get("fit_calibration")
         overhead = f"{calibration['fit_overhead_s'] * 1e3:.1f}" if calibration else "-"
+        control = (
+            _ratio_cell(row["result"]["control"]["ratio"])
+            if "control" in row["result"]
+            else "-"
+        )
         lines.append(
             f"| {row['workload']} | {row['optimizer']} | {row['mode']} | "
             f"{seconds['bare']['median'] * 1e3:.2f} | "
@@ -840,7 +855,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"{_ratio_cell(row['result']['gc']['ratio'])} | "
             f"{TARGETS[row['workload']]}: "
             f"{verdict(row['result']['gc']['ratio'], TARGETS[row['workload']])} | "
-            f"{row['result']['gc']['ratio']['n']} x "
+            f"{control} | {row['result']['gc']['ratio']['n']} x "
             f"{row['result']['steps_per_round']} | {overhead} |"
         )
     if results["memory"]:
@@ -1036,6 +1051,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help="intra-op threads on torch and TensorFlow (default: the backend's); "
         "1 gives steadier numbers on a busy machine",
+    )
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="time a second bare twin in the same rounds (an A/A test): the "
+        "control/bare ratio shows the bias and noise of the measurement itself",
     )
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -61,6 +62,16 @@ def test_rounds_go_on_until_the_time_budget_is_spent(benchmark, monkeypatch):
     assert len(times["a"]) == 4
 
 
+def test_each_arm_runs_in_each_place_of_a_round_equally_often(benchmark):
+    calls = []
+    arms = {name: (lambda name=name: calls.append(name)) for name in "abc"}
+    benchmark.interleave(arms, rounds=12, steps=1, warmup=0)
+    rounds = [calls[i : i + 3] for i in range(0, len(calls), 3)]
+    assert all(sorted(r) == ["a", "b", "c"] for r in rounds)
+    for place in range(3):
+        assert sorted(r[place] for r in rounds) == ["a"] * 4 + ["b"] * 4 + ["c"] * 4
+
+
 # The 95% interval of a median from order statistics x(k)..x(n+1-k), k the
 # largest with P(Binomial(n, 1/2) < k) <= 2.5% (e.g. Conover, Practical
 # Nonparametric Statistics, 3rd ed., section 3.2). P(Binomial < k) is 1/64,
@@ -102,6 +113,7 @@ def test_runs_end_to_end(tmp_path):
             "--seconds=0",
             "--no-memory",
             "--no-peers",
+            "--control",
             f"--output={tmp_path}",
         ],
         capture_output=True,
@@ -118,7 +130,9 @@ def test_runs_end_to_end(tmp_path):
     assert row["result"]["steps_per_round"] == calibration["steps"] >= 40
     assert 0 < row["result"]["gc"]["ratio"]["median"] < 10
     assert row["result"]["gc"]["ratio"]["n"] == 2
+    assert len(row["result"]["control"]["per_round"]) == 2
     assert results["gc_pass"], "the GC pass was not measured"
     table = (tmp_path / f"benchmark-{backend}.md").read_text()
     assert "| dense60 | sgdm |" in table
-    assert "| 1.05: too few rounds |" in table
+    # The verdict, then the control's ratio.
+    assert re.search(r"\| 1\.05: too few rounds \| \d\.\d{3} \[-\]", table)
