@@ -70,10 +70,11 @@ def centralize_all(
     """`centralize` on a list of gradients, each over its own axes.
 
     Op by op, dispatch alone costs more than the arithmetic of a small
-    kernel. On torch, it takes the means with native ops and subtracts them
-    in one `torch._foreach_sub(_)` call per kind; eager TensorFlow runs the
-    whole list as one graph call (1.4 ms against 5.5 ms for sixty 64x64
-    kernels on CPU).
+    kernel. On torch, it takes the means with native ops, one per group of
+    small same-shaped kernels, and subtracts them in one
+    `torch._foreach_sub(_)` call per kind (0.25 ms against 0.41 ms one by one
+    for sixty 64x64 kernels, on one CPU thread); eager TensorFlow runs the
+    whole list as one graph call (1.4 ms against 5.5 ms).
 
     A gradient marked `in_place` is overwritten on torch (like
     `torch.nn.utils.clip_grad_norm_` does), which spares allocating a new
@@ -102,7 +103,7 @@ def centralize_all(
         return [centralize(g, a) for g, a in zip(gradients, axes, strict=True)]
     import torch
 
-    means = [_torch_mean(g, a) for g, a in zip(gradients, axes, strict=True)]
+    means = _torch_means(gradients, axes)
     result = list(gradients)
     for overwrite in (True, False):
         chosen = [i for i, flag in enumerate(in_place) if flag is overwrite]
@@ -127,6 +128,43 @@ def _is_torch_float(gradient: Any) -> bool:
         and isinstance(gradient, torch.Tensor)
         and gradient.is_floating_point()
     )
+
+
+# Up to this many elements (64 KiB of float32), copying a kernel's gradient
+# into a stack costs less than dispatching a mean of its own: for twenty
+# kernels on one CPU thread, 88 us against 117 us at this size, 267 against
+# 181 us at four times it.
+_STACK_MAX_ELEMENTS = 2**14
+
+
+def _torch_means(
+    gradients: Sequence[Any], axes: Sequence[tuple[int, ...]]
+) -> list[Any]:
+    """`_torch_mean` of each gradient; small ones that share a shape, dtype,
+    device and axes are averaged together, as one stack."""
+    import torch
+
+    groups: dict[Any, list[int]] = {}
+    for i, (gradient, axis) in enumerate(zip(gradients, axes, strict=True)):
+        if gradient.numel() > _STACK_MAX_ELEMENTS:
+            groups[i] = [i]
+            continue
+        key = (gradient.shape, gradient.dtype, gradient.device, axis)
+        groups.setdefault(key, []).append(i)
+    means: list[Any] = [None] * len(gradients)
+    for members in groups.values():
+        if len(members) == 1:
+            (i,) = members
+            means[i] = _torch_mean(gradients[i], axes[i])
+            continue
+        stack = torch.stack([gradients[i] for i in members])
+        rank = stack.dim() - 1
+        stacked_axes = tuple(a % rank + 1 for a in axes[members[0]])
+        for i, mean in zip(
+            members, _torch_mean(stack, stacked_axes).unbind(0), strict=True
+        ):
+            means[i] = mean
+    return means
 
 
 def _torch_mean(gradient: Any, axes: tuple[int, ...]) -> Any:

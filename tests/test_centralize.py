@@ -161,6 +161,41 @@ def test_tensorflow_centralizes_an_eager_list_in_one_graph_call():
         np.testing.assert_allclose(_numpy(got), _reference(g, a), atol=1e-6)
 
 
+@pytest.mark.torch
+@pytest.mark.parametrize("in_place", [False, True], ids=["new", "in-place"])
+def test_torch_averages_small_same_shaped_kernels_as_one_stack(monkeypatch, in_place):
+    # Sixty 64x64 means dispatched one by one cost twice their stacked mean.
+    import torch
+
+    from keras_gc import _centralize
+
+    stacks = []
+    stack = torch.stack
+    monkeypatch.setattr(
+        torch, "stack", lambda tensors: stacks.append(len(tensors)) or stack(tensors)
+    )
+    rng = np.random.default_rng(0)
+    shapes_axes = [
+        ((5, 4), (0,)),
+        ((3, 3, 2, 4), (0, 1, 2)),
+        ((5, 4), (0,)),
+        ((300, 64), (0,)),  # over the size limit: a mean of its own
+        ((3, 3, 2, 4), (-4, -3, -2)),  # the same axes, but not grouped with them
+        ((300, 64), (0,)),
+        ((5, 4), (0,)),
+        ((4, 5), (0,)),
+        ((3, 3, 2, 4), (0, 1, 2)),
+    ]
+    values = [rng.standard_normal(s).astype("float32") for s, _ in shapes_axes]
+    axes = [a for _, a in shapes_axes]
+    tensors = [torch.tensor(v) for v in values]
+    result = _centralize.centralize_all(tensors, axes, [in_place] * len(tensors))
+    assert sorted(stacks) == [2, 3]
+    for got, tensor, g, a in zip(result, tensors, values, axes, strict=True):
+        assert (got is tensor) is in_place
+        np.testing.assert_allclose(got.numpy(), _reference(g, a), atol=1e-6)
+
+
 @pytest.mark.jax
 @pytest.mark.parametrize(
     ("compiled", "contracts"), [(False, False), (True, True)], ids=["eager", "jit"]
