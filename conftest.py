@@ -6,6 +6,15 @@ import pytest
 
 import keras_gc
 
+# The other backends' fast paths import their backend, which is not installed.
+collect_ignore = [
+    f"keras_gc/backend/{name}.py"
+    for name in ("jax", "tensorflow", "torch")
+    if name != keras.backend.backend()
+]
+# The script that made the saved-model fixture, not a test.
+collect_ignore_glob = ["tests/fixtures/*.py"]
+
 
 @pytest.fixture(autouse=True)
 def _doctest_names(doctest_namespace: dict) -> None:

@@ -6,7 +6,8 @@
 
 from keras_gc import comparison, horse_or_human, optimizers
 from keras_gc._centralize import centralize
-from keras_gc._optimizer import MODES, GradientCentralizationOptimizer, wrap
+from keras_gc._optimizer import GradientCentralizationOptimizer, wrap
+from keras_gc._options import MODES, Options
 from keras_gc._plan import Plan, VariablePlan, centralize_gradients, plan
 from keras_gc.comparison import compare
 
@@ -15,6 +16,7 @@ __version__ = "0.1.0"
 __all__ = [
     "MODES",
     "GradientCentralizationOptimizer",
+    "Options",
     "Plan",
     "VariablePlan",
     "centralize",

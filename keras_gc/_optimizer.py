@@ -2,43 +2,14 @@
 
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Unpack
 
 import keras
-from keras import backend, ops
+from keras import ops
 
-from keras_gc._centralize import centralize
-from keras_gc._plan import OutputAxes, Pattern, Patterns, Plan, VariablePlan, plan
-
-MODES = ("gradient", "update")
-
-
-def _skip_autograph(method: Any) -> Any:
-    """Keeps TensorFlow's autograph from rewriting this pure-Python code.
-
-    Inside a user's `tf.function`, autograph converts the code it calls unless
-    it is Keras' own; its rewrite of plain Python loops breaks planning.
-    """
-    if keras.backend.backend() != "tensorflow":
-        return method
-    import tensorflow as tf
-
-    return tf.autograph.experimental.do_not_convert(method)
-
-
-# Arguments of the base optimizer that belong on the inner optimizer.
-_INNER_ARGUMENTS = (
-    "learning_rate",
-    "weight_decay",
-    "clipnorm",
-    "clipvalue",
-    "global_clipnorm",
-    "use_ema",
-    "ema_momentum",
-    "ema_overwrite_frequency",
-    "loss_scale_factor",
-    "gradient_accumulation_steps",
-)
+from keras_gc._options import OptionsKwargs, options_from
+from keras_gc._plan import Plan, VariablePlan, make_plan
+from keras_gc.backend import centralize, do_not_convert, own_gradients
 
 
 @keras.saving.register_keras_serializable(package="keras_gc")
@@ -59,22 +30,9 @@ class GradientCentralizationOptimizer(keras.optimizers.Optimizer):
 
     Args:
         inner_optimizer: The `keras.optimizers.Optimizer` instance to wrap.
-        conv_only: If `True`, only convolution kernels are centralized (the
-            paper's GCC variant).
-        include: If given, only variables matching one of these patterns are
-            centralized: a regex searched in `variable.path`, a predicate on
-            the variable, or a list of these.
-        exclude: Variables matching one of these patterns are left alone.
-        output_axes: Overrides the output axes of some variables: a mapping
-            `{path regex: axes to keep}` or a function of the variable that
-            returns the axes to keep (or `None` for the built-in rules).
-        mode: `"gradient"` (default) centralizes the gradient before the
-            inner optimizer sees it, as in the paper. `"update"` lets the inner
-            optimizer compute its step from the raw gradient and centralizes
-            the weight change it made (the official code's `gc_loc=False`,
-            which its authors recommend for Adam-like optimizers); each kernel's
-            per-output mean then stays fixed with any inner optimizer.
         name: String, the name of the optimizer.
+        **options: The options of `keras_gc.Options`: `conv_only`,
+            `include`, `exclude`, `output_axes` and `mode`.
 
     Example:
 
@@ -92,27 +50,10 @@ class GradientCentralizationOptimizer(keras.optimizers.Optimizer):
     def __init__(
         self,
         inner_optimizer: keras.optimizers.Optimizer,
-        conv_only: bool = False,
-        include: Patterns = None,
-        exclude: Patterns = None,
-        output_axes: OutputAxes = None,
-        mode: str = "gradient",
         name: str | None = None,
-        **kwargs: Any,
+        **options: Unpack[OptionsKwargs],
     ) -> None:
-        misplaced = [key for key in kwargs if key in _INNER_ARGUMENTS]
-        if misplaced:
-            raise ValueError(
-                f"{type(self).__name__} does not take `{'`, `'.join(misplaced)}`: "
-                "set it on the inner optimizer, e.g. "
-                f"`keras_gc.wrap(keras.optimizers.Adam({misplaced[0]}=...))`."
-            )
-        if kwargs:
-            raise TypeError(
-                f"{type(self).__name__} got unexpected arguments "
-                f"`{'`, `'.join(kwargs)}`. It accepts `inner_optimizer`, "
-                "`conv_only`, `include`, `exclude`, `output_axes`, `mode` and `name`."
-            )
+        checked = options_from(options, type(self).__name__)
         if not isinstance(inner_optimizer, keras.optimizers.Optimizer):
             raise TypeError(
                 "`inner_optimizer` must be a Keras 3 optimizer instance, such as "
@@ -130,36 +71,14 @@ class GradientCentralizationOptimizer(keras.optimizers.Optimizer):
                 "`inner_optimizer` already centralizes gradients; wrapping it again "
                 "would do nothing more. Pass its `inner_optimizer` instead."
             )
-        if not isinstance(conv_only, bool):
-            raise TypeError(f"`conv_only` must be a bool; received {conv_only!r}.")
-        if mode not in MODES:
-            raise ValueError(f"`mode` must be one of {MODES}; received {mode!r}.")
-        # Validates the options now rather than at the first training step.
-        plan(
-            [],
-            conv_only=conv_only,
-            include=include,
-            exclude=exclude,
-            output_axes=output_axes,
-        )
         super().__init__(learning_rate=0.0, name=name)
         self.inner_optimizer = inner_optimizer
-        self.conv_only = conv_only
-        self.include = include
-        self.exclude = exclude
-        self.output_axes = output_axes
-        self.mode = mode
+        self.options = checked
         self._plan: Plan | None = None
 
-    @_skip_autograph
+    @do_not_convert
     def build(self, var_list: Sequence[Any]) -> None:
-        self._plan = plan(
-            var_list,
-            conv_only=self.conv_only,
-            include=self.include,
-            exclude=self.exclude,
-            output_axes=self.output_axes,
-        )
+        self._plan = make_plan(var_list, self.options)
         if self._plan.unmatched_include:
             warnings.warn(
                 f"{self.name}: `include` patterns {list(self._plan.unmatched_include)} "
@@ -185,7 +104,7 @@ class GradientCentralizationOptimizer(keras.optimizers.Optimizer):
     def variables(self) -> list[Any]:
         return self._variables + self.inner_optimizer.variables
 
-    @_skip_autograph
+    @do_not_convert
     def apply(
         self, grads: Sequence[Any], trainable_variables: Sequence[Any] | None = None
     ) -> None:
@@ -204,9 +123,9 @@ class GradientCentralizationOptimizer(keras.optimizers.Optimizer):
                 with keras.name_scope(self.name, caller=self):
                     self.build(variables)
             indices = [self._index_of(v) for v in variables]
-        if self.mode == "gradient":
+        if self.options.mode == "gradient":
             grads = self.plan._centralize(
-                list(grads), indices, _own_torch_grads(grads, variables)
+                list(grads), indices, own_gradients(grads, variables)
             )
             self.inner_optimizer.apply(grads, trainable_variables)
             return
@@ -242,7 +161,7 @@ class GradientCentralizationOptimizer(keras.optimizers.Optimizer):
                 "Compile the model again with a new optimizer."
             )
         own = len(self._variables)
-        if self.mode == "gradient":
+        if self.options.mode == "gradient":
             grads = self.plan.centralize(list(grads))
         else:
             # Copies, because torch optimizers update their inputs in place.
@@ -254,7 +173,7 @@ class GradientCentralizationOptimizer(keras.optimizers.Optimizer):
             list(optimizer_variables[own:]), grads, trainable_variables
         )
         new_trainable = list(new_trainable)
-        if self.mode == "update":
+        if self.options.mode == "update":
             new_trainable = [
                 new if old is None else _centralized_step(old, new, entry)
                 for old, new, entry in zip(
@@ -329,19 +248,12 @@ class GradientCentralizationOptimizer(keras.optimizers.Optimizer):
 
     def get_config(self) -> dict[str, Any]:
         # super().get_config() would describe the unused base hyperparameters.
-        options = {
-            "mode": self.mode,
-            "conv_only": self.conv_only,
-            "include": _serializable("include", self.include),
-            "exclude": _serializable("exclude", self.exclude),
-            "output_axes": _serializable("output_axes", self.output_axes),
-        }
         return {
             "name": self.name,
             "inner_optimizer": keras.saving.serialize_keras_object(
                 self.inner_optimizer
             ),
-            **options,
+            **self.options.get_config(),
         }
 
     @classmethod
@@ -382,69 +294,21 @@ def _hint(value: Any) -> str:
     return ""
 
 
-def _own_torch_grads(grads: Sequence[Any], variables: Sequence[Any]) -> list[bool]:
-    """Which gradients are their torch variable's own `.grad`.
-
-    That is what Keras' torch `fit` passes; GC may overwrite those in place,
-    as `torch.nn.utils.clip_grad_norm_` does, instead of allocating copies.
-    """
-    if backend.backend() != "torch":
-        return [False] * len(grads)
-    # `_value` is the parameter itself; `variable.value` would cost microseconds
-    # per variable in scope, device and autocast checks.
-    return [
-        g is not None
-        and not g.requires_grad
-        and g is getattr(getattr(v, "_value", None), "grad", None)
-        for g, v in zip(grads, variables, strict=True)
-    ]
-
-
 def _centralized_step(old: Any, new: Any, entry: VariablePlan) -> Any:
     """Returns `old + centralize(new - old)`: the inner step, centralized."""
     return old + centralize(new - old, entry.axes or ())
 
 
-def _serializable(name: str, value: Any) -> Any:
-    """Returns a JSON-friendly copy of an option, or explains why none exists."""
-    if value is None or isinstance(value, str):
-        return value
-    if callable(value) or (
-        isinstance(value, Sequence) and any(callable(p) for p in value)
-    ):
-        raise ValueError(
-            f"`{name}` holds a Python function, which cannot be saved in the "
-            "optimizer's config. Use regex strings on `variable.path` instead."
-        )
-    if isinstance(value, dict):
-        return {
-            pattern: axes if isinstance(axes, int) else list(axes)
-            for pattern, axes in value.items()
-        }
-    return list(value)
-
-
 def wrap(
-    optimizer: keras.optimizers.Optimizer,
-    *,
-    conv_only: bool = False,
-    include: Pattern | Sequence[Pattern] | None = None,
-    exclude: Pattern | Sequence[Pattern] | None = None,
-    output_axes: OutputAxes = None,
-    mode: str = "gradient",
+    optimizer: keras.optimizers.Optimizer, **options: Unpack[OptionsKwargs]
 ) -> keras.optimizers.Optimizer:
     """Adds Gradient Centralization to a Keras optimizer.
 
     Args:
         optimizer: A `keras.optimizers.Optimizer` instance. A
             `LossScaleOptimizer` that is not built yet gets GC inside it.
-        conv_only: If `True`, only convolution kernels are centralized.
-        include: If given, only variables matching these patterns (path regex
-            or predicate) are centralized.
-        exclude: Variables matching these patterns are left alone.
-        output_axes: Overrides of the output axes, see `keras_gc.plan`.
-        mode: `"gradient"` to centralize gradients (the paper's GC) or
-            `"update"` to centralize the inner optimizer's weight change.
+        **options: The options of `keras_gc.Options`: `conv_only`,
+            `include`, `exclude`, `output_axes` and `mode`.
 
     Returns:
         A `GradientCentralizationOptimizer` around `optimizer`; for a
@@ -457,6 +321,7 @@ def wrap(
     >>> model.compile(optimizer=keras_gc.wrap(keras.optimizers.RMSprop(1e-4)),
     ...               loss="mse")
     """
+    options_from(options, "wrap")
     if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
         if optimizer.built:
             raise ValueError(
@@ -464,23 +329,9 @@ def wrap(
                 "lost: wrap the LossScaleOptimizer before training with it."
             )
         return keras.optimizers.LossScaleOptimizer(
-            wrap(
-                optimizer.inner_optimizer,
-                conv_only=conv_only,
-                include=include,
-                exclude=exclude,
-                output_axes=output_axes,
-                mode=mode,
-            ),
+            wrap(optimizer.inner_optimizer, **options),
             initial_scale=optimizer.initial_scale,
             dynamic_growth_steps=optimizer.dynamic_growth_steps,
             name=optimizer.name,
         )
-    return GradientCentralizationOptimizer(
-        optimizer,
-        conv_only=conv_only,
-        include=include,
-        exclude=exclude,
-        output_axes=output_axes,
-        mode=mode,
-    )
+    return GradientCentralizationOptimizer(optimizer, **options)

@@ -5,52 +5,19 @@ the Keras layer that owns it; nothing is decided per step.
 """
 
 import dataclasses
-import gc
 import math
 import re
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, TypeAlias
+from collections.abc import Iterator, Sequence
+from typing import Any, Unpack
 
 import keras
 from keras import backend, layers
 
-from keras_gc._centralize import centralize_all
-
-Pattern: TypeAlias = str | Callable[[Any], bool]
-"""A regex searched in `variable.path`, or a predicate on the variable."""
-
-Patterns: TypeAlias = Pattern | Sequence[Pattern] | None
-
-OutputAxes: TypeAlias = (
-    Mapping[str, int | Sequence[int]]
-    | Callable[[Any], int | Sequence[int] | None]
-    | None
-)
-"""`{path regex: output axes}` (first match wins), or a function of the
-variable returning its output axes, or `None` to keep the built-in rules."""
-
-_NORMALIZATION_LAYERS = (
-    layers.BatchNormalization,
-    layers.LayerNormalization,
-    layers.GroupNormalization,
-    layers.RMSNormalization,
-)
-_TRANSPOSED_CONVS = (
-    layers.Conv1DTranspose,
-    layers.Conv2DTranspose,
-    layers.Conv3DTranspose,
-)
-_DEPTHWISE_CONVS = (layers.DepthwiseConv1D, layers.DepthwiseConv2D)
-_SEPARABLE_CONVS = (layers.SeparableConv1D, layers.SeparableConv2D)
-_CONVS = (
-    layers.Conv1D,
-    layers.Conv2D,
-    layers.Conv3D,
-    *_TRANSPOSED_CONVS,
-    *_DEPTHWISE_CONVS,
-    *_SEPARABLE_CONVS,
-)
+from keras_gc import _layouts
+from keras_gc._options import Options, OptionsKwargs, options_from
+from keras_gc._owners import find_owners, owners_in
+from keras_gc.backend import centralize_all
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,14 +177,7 @@ def _skip_sparse(gradient: Any, entry: VariablePlan) -> bool:
     return True
 
 
-def plan(
-    target: Any,
-    *,
-    conv_only: bool = False,
-    include: Patterns = None,
-    exclude: Patterns = None,
-    output_axes: OutputAxes = None,
-) -> Plan:
+def plan(target: Any, **options: Unpack[OptionsKwargs]) -> Plan:
     """Decides, for each variable, whether and how its gradient is centralized.
 
     The built-in rules follow the Keras kernel layouts: the output axis is the
@@ -233,20 +193,9 @@ def plan(
 
     Args:
         target: A Keras layer or model (its `trainable_variables` are
-            planned) or a sequence of variables.
-        conv_only: If `True`, only convolution kernels are centralized
-            (the paper's GCC variant). A variable no layer owns counts as a
-            convolution kernel when its rank is at least 3.
-        include: If given, only variables matching one of these patterns are
-            centralized. A pattern is a regex searched in `variable.path` (as
-            Keras' `exclude_from_weight_decay`) or a predicate on the variable.
-        exclude: Variables matching one of these patterns are left alone.
-            It takes precedence over `include`.
-        output_axes: Overrides the output axes: a mapping from path regex to
-            the axes to keep (first match wins), or a function of the variable
-            that returns the axes to keep, or `None` to use the built-in rules.
-            An override also applies to variables the rules would leave alone,
-            such as embeddings.
+            planned, and their layers are found in it) or a sequence of
+            variables (their layers are found among the live layers).
+        **options: The options of `keras_gc.Options`.
 
     Returns:
         A `Plan`; `print(plan)` shows every variable with its shape, its
@@ -258,25 +207,29 @@ def plan(
     >>> [(e.shape, e.centralized, e.reason) for e in keras_gc.plan(model)]
     [((4, 3), True, 'Dense kernel: last axis is the output'), ((3,), False, 'bias')]
     """
+    return make_plan(target, options_from(options, "plan"))
+
+
+def make_plan(target: Any, options: Options) -> Plan:
+    """`plan`, with the options already checked."""
     variables = _variables_of(target)
-    includes = _patterns("include", include)
-    excludes = _patterns("exclude", exclude)
-    overrides = _output_axes_rules(output_axes)
-    owners = _owning_layers(variables)
-    entries = tuple(
-        _plan_variable(v, owners.get(id(v)), conv_only, includes, excludes, overrides)
-        for v in variables
-    )
+    if isinstance(target, layers.Layer):
+        owners = owners_in(target, variables)
+    else:
+        owners = find_owners(variables)
+    entries = tuple(_plan_variable(v, owners.get(id(v)), options) for v in variables)
     unmatched = tuple(
         p
-        for p in includes
+        for p in options.patterns("include")
         if isinstance(p, str) and not any(re.search(p, v.path) for v in variables)
     )
     return Plan(entries, unmatched)
 
 
 def centralize_gradients(
-    gradients: Sequence[Any], variables: Sequence[Any], **options: Any
+    gradients: Sequence[Any],
+    variables: Sequence[Any],
+    **options: Unpack[OptionsKwargs],
 ) -> list[Any]:
     """Centralizes gradients by the rules `keras_gc.wrap` uses.
 
@@ -287,7 +240,7 @@ def centralize_gradients(
     Args:
         gradients: One gradient (or `None`) per variable.
         variables: The variables the gradients belong to.
-        **options: The options of `keras_gc.plan`.
+        **options: The options of `keras_gc.Options`.
 
     Returns:
         The list of gradients, centralized where the rules say so.
@@ -308,96 +261,8 @@ def _variables_of(target: Any) -> list[Any]:
     )
 
 
-def _patterns(name: str, value: Patterns) -> tuple[Pattern, ...]:
-    if value is None:
-        return ()
-    items = (value,) if isinstance(value, str) or callable(value) else value
-    if not isinstance(items, Sequence):
-        raise TypeError(
-            f"`{name}` must be a regex string, a predicate on the variable, or a "
-            f"list of these; received {value!r}."
-        )
-    for item in items:
-        if isinstance(item, str):
-            try:
-                re.compile(item)
-            except re.error as error:
-                raise ValueError(
-                    f"`{name}` pattern {item!r} is not a valid regex: {error}."
-                ) from None
-        elif not callable(item):
-            raise TypeError(
-                f"`{name}` must hold regex strings or predicates on the variable; "
-                f"received {item!r} of type {type(item).__name__}."
-            )
-    return tuple(items)
-
-
-def _output_axes_rules(
-    value: OutputAxes,
-) -> Callable[[Any], tuple[str, int | Sequence[int]] | None]:
-    if value is None:
-        return lambda variable: None
-    if callable(value):
-        function = value
-
-        def by_function(variable: Any) -> tuple[str, int | Sequence[int]] | None:
-            axes = function(variable)
-            return None if axes is None else ("output_axes function", axes)
-
-        return by_function
-    if not isinstance(value, Mapping):
-        raise TypeError(
-            "`output_axes` must be a mapping {path regex: axes}, a function of the "
-            f"variable returning axes, or None; received {value!r}."
-        )
-    _patterns("output_axes", list(value))
-    rules = dict(value)
-
-    def by_pattern(variable: Any) -> tuple[str, int | Sequence[int]] | None:
-        for pattern, axes in rules.items():
-            if re.search(pattern, variable.path):
-                return f"output_axes[{pattern!r}]", axes
-        return None
-
-    return by_pattern
-
-
-def _owning_layers(variables: Sequence[Any]) -> dict[int, layers.Layer]:
-    """Maps `id(variable)` to the live Keras layer that created it.
-
-    Keras variables do not point back to their layer, and optimizers are
-    built from bare variable lists, so the layers are found among the live
-    objects; this runs once per build. A model holds its layers' variables
-    too: the owner is the holder named in the variable's path
-    (`.../<layer name>/<variable name>`), else the holder with fewest weights.
-    """
-    if not variables:
-        return {}
-    wanted = {id(v): _parent(v) for v in variables}
-    owners: dict[int, tuple[tuple[bool, int], layers.Layer]] = {}
-    for obj in gc.get_objects():
-        # type() rather than isinstance: some module proxies warn on __class__.
-        if not issubclass(type(obj), layers.Layer):
-            continue
-        weights = obj.weights
-        for weight in weights:
-            key = id(weight)
-            if key not in wanted:
-                continue
-            rank = (obj.name != wanted[key], len(weights))
-            if key not in owners or rank < owners[key][0]:
-                owners[key] = (rank, obj)
-    return {key: layer for key, (_, layer) in owners.items()}
-
-
 def _plan_variable(
-    variable: Any,
-    layer: layers.Layer | None,
-    conv_only: bool,
-    includes: tuple[Pattern, ...],
-    excludes: tuple[Pattern, ...],
-    overrides: Callable[[Any], tuple[str, int | Sequence[int]] | None],
+    variable: Any, layer: layers.Layer | None, options: Options
 ) -> VariablePlan:
     shape = tuple(int(d) for d in variable.shape)
 
@@ -427,87 +292,22 @@ def _plan_variable(
         return entry("not trainable")
     if not backend.is_float_dtype(variable.dtype):
         return entry(f"not a float variable ({variable.dtype})")
-    matched = _first_match(variable, excludes)
+    matched = options.first_match("exclude", variable)
     if matched is not None:
         return entry(f"excluded by {matched}")
-    if includes and _first_match(variable, includes) is None:
+    if options.include and options.first_match("include", variable) is None:
         return entry("not matched by include")
-    if conv_only and not _is_conv_kernel(variable, layer, shape):
+    if options.conv_only and not _layouts.is_conv_kernel(variable, layer, shape):
         return entry("conv_only: not a convolution kernel")
-    override = overrides(variable)
+    override = options.output_axes_for(variable)
     if override is not None:
         source, axes = override
         return entry(source, _normalize_axes(variable.path, shape, axes, source))
-    skip = _skip_reason(variable, layer, shape)
+    skip = _layouts.skip_reason(variable, layer, shape)
     if skip is not None:
         return entry(skip)
-    rule, output = _layout(variable, layer, shape)
+    rule, output = _layouts.output_axes(variable, layer, shape)
     return entry(rule, output)
-
-
-def _first_match(variable: Any, patterns: tuple[Pattern, ...]) -> str | None:
-    for pattern in patterns:
-        if isinstance(pattern, str):
-            if re.search(pattern, variable.path):
-                return repr(pattern)
-        elif pattern(variable):
-            return getattr(pattern, "__name__", repr(pattern))
-    return None
-
-
-def _is_conv_kernel(
-    variable: Any, layer: layers.Layer | None, shape: tuple[int, ...]
-) -> bool:
-    if layer is None:
-        return len(shape) >= 3
-    return isinstance(layer, _CONVS) and _name(variable) != "bias"
-
-
-def _skip_reason(
-    variable: Any, layer: layers.Layer | None, shape: tuple[int, ...]
-) -> str | None:
-    if isinstance(layer, layers.Embedding) or _name(variable) == "embeddings":
-        return "embedding table: GC would move rows of tokens not in the batch"
-    if isinstance(layer, _NORMALIZATION_LAYERS) or _name(variable) in (
-        "gamma",
-        "beta",
-    ):
-        return "normalization parameter"
-    if _name(variable) == "bias":
-        return "bias"
-    if len(shape) < 2:
-        return f"rank {len(shape)}: not a kernel"
-    return None
-
-
-def _layout(
-    variable: Any, layer: layers.Layer | None, shape: tuple[int, ...]
-) -> tuple[str, tuple[int, ...]]:
-    """Returns the rule's description and the output axes of a kernel."""
-    rank = len(shape)
-    if layer is None:
-        return "no Keras layer owns it: last axis is the output", (rank - 1,)
-    kind = type(layer).__name__
-    if isinstance(layer, _TRANSPOSED_CONVS):
-        return f"{kind} kernel: output axis -2", (rank - 2,)
-    if isinstance(layer, _DEPTHWISE_CONVS) or (
-        isinstance(layer, _SEPARABLE_CONVS) and _name(variable) == "depthwise_kernel"
-    ):
-        return f"{kind} depthwise kernel: spatial axes reduced", (rank - 2, rank - 1)
-    if isinstance(layer, layers.EinsumDense) and _name(variable) == "kernel":
-        inputs, output = layer.equation.split("->")
-        kernel = inputs.split(",")[1]
-        kept = tuple(i for i, letter in enumerate(kernel) if letter in output)
-        return f"EinsumDense {layer.equation!r}: kernel axes in the output", kept
-    return f"{kind} {_name(variable)}: last axis is the output", (rank - 1,)
-
-
-def _name(variable: Any) -> str:
-    return str(variable.path).rsplit("/", 1)[-1]
-
-
-def _parent(variable: Any) -> str:
-    return "".join(str(variable.path).rsplit("/", 2)[-2:-1])
 
 
 def _normalize_axes(

@@ -1,54 +1,69 @@
-"""Every built-in Keras optimizer, with Gradient Centralization.
+"""Every optimizer of the installed Keras, with Gradient Centralization.
 
 Each constructor has the name and arguments of its `keras.optimizers`
-namesake, plus the keyword-only options of `keras_gc.wrap`, and returns the
-optimizer wrapped in a `GradientCentralizationOptimizer`:
+namesake, plus the keyword-only options of `keras_gc.Options`, and returns
+the optimizer wrapped in a `GradientCentralizationOptimizer`. The list is
+read from the installed Keras, so it follows Keras releases:
 
 >>> optimizer = keras_gc.optimizers.RMSprop(learning_rate=1e-4)
 >>> type(optimizer.inner_optimizer).__name__
 'RMSprop'
 """
 
+import dataclasses
+import functools
+import inspect
 from collections.abc import Callable
 from typing import Any
 
 import keras
 
 from keras_gc._optimizer import GradientCentralizationOptimizer
+from keras_gc._options import NAMES, Options
 
-__all__ = [
-    "SGD",
-    "Adadelta",
-    "Adafactor",
-    "Adagrad",
-    "Adam",
-    "AdamW",
-    "Adamax",
-    "Ftrl",
-    "Lamb",
-    "Lion",
-    "Muon",
-    "Nadam",
-    "RMSprop",
-    "ScheduleFreeAdamW",
-]
+# These hold other optimizers rather than compute a step: wrap what they hold.
+_NOT_BUILTIN = ("Optimizer", "LossScaleOptimizer", "MultiOptimizer")
 
-_GC_OPTIONS = ("conv_only", "include", "exclude", "output_axes", "mode")
+__all__ = sorted(
+    name
+    for name, value in vars(keras.optimizers).items()
+    if isinstance(value, type)
+    and issubclass(value, keras.optimizers.Optimizer)
+    and name not in _NOT_BUILTIN
+)
 
 
+def __getattr__(name: str) -> Callable[..., GradientCentralizationOptimizer]:
+    if name not in __all__:
+        raise AttributeError(
+            f"keras_gc.optimizers has no `{name}`: the installed Keras "
+            f"{keras.__version__} offers {', '.join(__all__)}. For another "
+            "optimizer, use `keras_gc.wrap(optimizer)`."
+        )
+    return _centralized(getattr(keras.optimizers, name))
+
+
+def __dir__() -> list[str]:
+    return [*globals(), *__all__]
+
+
+@functools.cache
 def _centralized(
     cls: type[keras.optimizers.Optimizer],
 ) -> Callable[..., GradientCentralizationOptimizer]:
+    """A constructor of `cls` wrapped with GC, with `cls`'s signature."""
+
     def constructor(*args: Any, **kwargs: Any) -> GradientCentralizationOptimizer:
-        options = {key: kwargs.pop(key) for key in _GC_OPTIONS if key in kwargs}
+        options = {key: kwargs.pop(key) for key in NAMES if key in kwargs}
         return GradientCentralizationOptimizer(cls(*args, **kwargs), **options)
 
     constructor.__name__ = constructor.__qualname__ = cls.__name__
+    constructor.__module__ = __name__
+    constructor.__signature__ = _signature(cls)  # type: ignore[attr-defined]
     constructor.__doc__ = (
         f"`keras.optimizers.{cls.__name__}` with Gradient Centralization.\n\n"
         f"Takes the arguments of `keras.optimizers.{cls.__name__}`, plus the "
-        "keyword-only options of `keras_gc.wrap` "
-        f"({', '.join(_GC_OPTIONS)}).\n\n"
+        f"keyword-only options of `keras_gc.Options` ({', '.join(NAMES)}).\n\n"
         "Returns:\n"
         f"    A `keras_gc.GradientCentralizationOptimizer` around a new "
         f"`keras.optimizers.{cls.__name__}`.\n"
@@ -56,17 +71,25 @@ def _centralized(
     return constructor
 
 
-SGD = _centralized(keras.optimizers.SGD)
-Adadelta = _centralized(keras.optimizers.Adadelta)
-Adafactor = _centralized(keras.optimizers.Adafactor)
-Adagrad = _centralized(keras.optimizers.Adagrad)
-Adam = _centralized(keras.optimizers.Adam)
-AdamW = _centralized(keras.optimizers.AdamW)
-Adamax = _centralized(keras.optimizers.Adamax)
-Ftrl = _centralized(keras.optimizers.Ftrl)
-Lamb = _centralized(keras.optimizers.Lamb)
-Lion = _centralized(keras.optimizers.Lion)
-Muon = _centralized(keras.optimizers.Muon)
-Nadam = _centralized(keras.optimizers.Nadam)
-RMSprop = _centralized(keras.optimizers.RMSprop)
-ScheduleFreeAdamW = _centralized(keras.optimizers.ScheduleFreeAdamW)
+def _signature(cls: type) -> inspect.Signature:
+    """`cls`'s signature, with the options as keyword-only arguments."""
+    parameters = list(inspect.signature(cls).parameters.values())
+    clashes = [p.name for p in parameters if p.name in NAMES]
+    if clashes:
+        raise TypeError(
+            f"keras.optimizers.{cls.__name__} takes `{'`, `'.join(clashes)}`, "
+            "which is also a Gradient Centralization option; use "
+            f"`keras_gc.wrap(keras.optimizers.{cls.__name__}(...), ...)`."
+        )
+    variadic = [p for p in parameters if p.kind is inspect.Parameter.VAR_KEYWORD]
+    fixed = [p for p in parameters if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    options = [
+        inspect.Parameter(
+            field.name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=field.default,
+            annotation=field.type,
+        )
+        for field in dataclasses.fields(Options)
+    ]
+    return inspect.Signature([*fixed, *options, *variadic])

@@ -133,9 +133,9 @@ def test_tensorflow_sums_channels_last_kernels_with_its_bias_gradient_op():
 
 @pytest.mark.tensorflow
 def test_tensorflow_with_a_gpu_keeps_reduce_mean(monkeypatch):
-    from keras_gc import _centralize
+    from keras_gc.backend import tensorflow as fast
 
-    monkeypatch.setattr(_centralize, "_tf_sees_no_gpu", lambda: False)
+    monkeypatch.setattr(fast, "sees_no_gpu", lambda: False)
     assert "BiasAddGrad" not in _tf_graph_ops((0, 1, 2))
     g = np.random.default_rng(0).standard_normal((3, 3, 8, 16)).astype("float32")
     result = _numpy(keras_gc.centralize(ops.convert_to_tensor(g), (0, 1, 2)))
@@ -145,17 +145,17 @@ def test_tensorflow_with_a_gpu_keeps_reduce_mean(monkeypatch):
 @pytest.mark.tensorflow
 def test_tensorflow_centralizes_an_eager_list_in_one_graph_call():
     # Op by op, dispatching three ops per kernel cost more than their maths.
-    from keras_gc import _centralize
+    from keras_gc.backend import tensorflow as fast
 
-    _centralize._tf_graph_centralize_all.cache_clear()  # traces of other tests
+    fast.graph_centralize_all.cache_clear()  # traces of other tests
     rng = np.random.default_rng(0)
     values = [rng.standard_normal(s).astype("float32") for s in ((3, 3, 8, 16), (5, 4))]
     axes = ((0, 1, 2), (0,))
     for _ in range(2):
-        result = _centralize.centralize_all(
+        result = fast.centralize_all(
             [ops.convert_to_tensor(v) for v in values], axes, [False, False]
         )
-    graph = _centralize._tf_graph_centralize_all(axes)
+    graph = fast.graph_centralize_all(axes)
     assert graph.experimental_get_tracing_count() == 1
     for got, g, a in zip(result, values, axes, strict=True):
         np.testing.assert_allclose(_numpy(got), _reference(g, a), atol=1e-6)
@@ -167,7 +167,7 @@ def test_torch_averages_small_same_shaped_kernels_as_one_stack(monkeypatch, in_p
     # Sixty 64x64 means dispatched one by one cost twice their stacked mean.
     import torch
 
-    from keras_gc import _centralize
+    from keras_gc.backend import torch as fast
 
     stacks = []
     stack = torch.stack
@@ -189,7 +189,7 @@ def test_torch_averages_small_same_shaped_kernels_as_one_stack(monkeypatch, in_p
     values = [rng.standard_normal(s).astype("float32") for s, _ in shapes_axes]
     axes = [a for _, a in shapes_axes]
     tensors = [torch.tensor(v) for v in values]
-    result = _centralize.centralize_all(tensors, axes, [in_place] * len(tensors))
+    result = fast.centralize_all(tensors, axes, [in_place] * len(tensors))
     assert sorted(stacks) == [2, 3]
     for got, tensor, g, a in zip(result, tensors, values, axes, strict=True):
         assert (got is tensor) is in_place
@@ -205,12 +205,12 @@ def test_jax_contracts_kernels_with_ones_under_jit_only(
 ):
     # Under jit, XLA on CPU splits a mean over leading axes into two kernels
     # and a contraction with ones is one; op by op, one mean dispatches faster.
-    from keras_gc import _centralize
+    from keras_gc.backend import jax as fast
 
     calls = []
-    tensordot = _centralize.ops.tensordot
+    tensordot = fast.ops.tensordot
     monkeypatch.setattr(
-        _centralize.ops,
+        fast.ops,
         "tensordot",
         lambda *args, **kwargs: calls.append(args) or tensordot(*args, **kwargs),
     )
@@ -219,3 +219,84 @@ def test_jax_contracts_kernels_with_ones_under_jit_only(
     result = _numpy(run(lambda x: keras_gc.centralize(x, (0, 1, 2)))(g))
     assert bool(calls) is contracts
     np.testing.assert_allclose(result, _reference(g, (0, 1, 2)), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("axes", "error", "message"),
+    [
+        (
+            7,
+            ValueError,
+            r"out of range for a gradient of rank 2; each must be in \[-2, 2\)",
+        ),
+        ((0, -3), ValueError, "out of range"),
+        (None, TypeError, "must be an int or a sequence of ints"),
+        ((0, -2), ValueError, "name an axis twice"),
+        ((), ValueError, "`axes` is empty"),
+        (True, TypeError, "must be an int or a sequence of ints"),
+        ((0.0,), TypeError, "must be an int or a sequence of ints"),
+        ("0", TypeError, "must be an int or a sequence of ints"),
+    ],
+    ids=[
+        "too-big",
+        "too-negative",
+        "none",
+        "repeated",
+        "empty",
+        "bool",
+        "float",
+        "str",
+    ],
+)
+def test_bad_axes_are_clear_errors(axes, error, message):
+    with pytest.raises(error, match=message):
+        keras_gc.centralize(np.ones((2, 3), "float32"), axes)
+
+
+def test_numpy_integer_axes_are_accepted():
+    g = np.array([[1.0, 2.0], [3.0, 6.0]], "float32")
+    result = _numpy(keras_gc.centralize(g, (np.int64(0),)))
+    np.testing.assert_allclose(result, _reference(g, 0), atol=1e-6)
+
+
+# Kernels of Keras layouts, each with the axes GC averages over (NOTES section 2).
+FAST_PATH_CASES = [
+    ((3, 3, 8, 16), (0, 1, 2)),
+    ((3, 3, 4, 2), (0, 1)),
+    ((5, 2, 3), (0,)),
+    ((64, 32), (0,)),
+    ((64, 32), (0,)),
+    ((2, 3, 3, 4, 5), (0, 1, 2, 3)),
+    ((3, 3, 6, 4), (0, 1, 3)),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16"])
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_backend_fast_path_matches_the_keras_ops_reference(dtype, compiled):
+    # The backend's list path (what plans and the wrapper run) against the
+    # `keras.ops` reference and NumPy, on the same cases, in one list.
+    from keras_gc import _maths, backend
+
+    rng = np.random.default_rng(0)
+    values = [rng.standard_normal(s).astype(dtype) + 3 for s, _ in FAST_PATH_CASES]
+    axes = [a for _, a in FAST_PATH_CASES]
+
+    def fast(gradients):
+        return backend.centralize_all(gradients, axes, [False] * len(axes))
+
+    def reference(gradients):
+        return _maths.centralize_all_reference(gradients, axes, [False] * len(axes))
+
+    run = _compiled if compiled else _eager
+    tensors = [ops.convert_to_tensor(v) for v in values]
+    got = [_numpy(x) for x in run(fast)(tensors)]
+    want = [_numpy(x) for x in run(reference)(tensors)]
+    # JAX holds float64 as float32 unless x64 is on.
+    held = _numpy(tensors[0]).dtype
+    tolerance = {"float16": 2e-2, "float32": 2e-6, "float64": 1e-12}[held.name]
+    for g, w, t, a in zip(got, want, tensors, axes, strict=True):
+        assert g.dtype == w.dtype == held
+        exact = _reference(_numpy(t).astype("float64"), a)
+        np.testing.assert_allclose(g, w, atol=tolerance)
+        np.testing.assert_allclose(g, exact, rtol=tolerance, atol=tolerance)

@@ -68,7 +68,7 @@ def test_wrap_puts_gc_inside_a_loss_scale_optimizer():
     assert isinstance(wrapped, keras.optimizers.LossScaleOptimizer)
     assert isinstance(wrapped.inner_optimizer, keras_gc.GradientCentralizationOptimizer)
     assert wrapped.inner_optimizer.inner_optimizer is scaler.inner_optimizer
-    assert wrapped.inner_optimizer.conv_only
+    assert wrapped.inner_optimizer.options.conv_only
     assert (wrapped.initial_scale, wrapped.dynamic_growth_steps) == (64.0, 7)
 
 

@@ -370,7 +370,7 @@ def test_optimizers_module_builds_wrapped_builtins(name):
     wrapped = getattr(keras_gc.optimizers, name)(learning_rate=0.5, conv_only=True)
     assert isinstance(wrapped, keras_gc.GradientCentralizationOptimizer)
     assert isinstance(wrapped.inner_optimizer, getattr(keras.optimizers, name))
-    assert wrapped.conv_only
+    assert wrapped.options.conv_only
     assert float(wrapped.learning_rate) == pytest.approx(0.5)
 
 

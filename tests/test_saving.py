@@ -1,5 +1,7 @@
 """Saving, loading and resuming a model trained with the wrapper."""
 
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -44,8 +46,8 @@ def test_config_round_trip():
     assert restored.get_config() == config
     assert isinstance(restored.inner_optimizer, keras.optimizers.Adam)
     assert restored.inner_optimizer.beta_1 == pytest.approx(0.8)
-    assert restored.conv_only is True
-    assert restored.output_axes == {"head/kernel": [1]}
+    assert restored.options.conv_only is True
+    assert restored.options.output_axes == {"head/kernel": (1,)}
 
 
 def test_keras_serialize_round_trip():
@@ -118,3 +120,25 @@ def test_resumed_training_equals_uninterrupted_training(tmp_path):
     assert int(resumed.optimizer.iterations) == int(first.optimizer.iterations) == 12
     for a, b in zip(first.get_weights(), resumed.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_file_saved_by_version_0_1_0_loads_and_resumes():
+    # Saved on JAX by keras-gc 0.1.0 (tests/fixtures/make_gc_v0_1_0.py), with the
+    # weights that version reached one step later: later versions must load
+    # the same optimizer state and take the same step on every backend.
+    model = keras.saving.load_model(FIXTURES / "gc_v0_1_0.keras")
+    optimizer = model.optimizer
+    assert isinstance(optimizer, keras_gc.GradientCentralizationOptimizer)
+    assert isinstance(optimizer.inner_optimizer, keras.optimizers.SGD)
+    assert optimizer.options.exclude == ("head",)
+    assert optimizer.options.output_axes == {"hidden/kernel": -1}
+    assert int(optimizer.iterations) == 3
+    expected = np.load(FIXTURES / "gc_v0_1_0_resume.npz")
+    model.train_on_batch(expected["x"], expected["y"])
+    weights = model.get_weights()
+    assert len(weights) == 6
+    for i, weight in enumerate(weights):
+        np.testing.assert_allclose(weight, expected[f"w{i}"], rtol=1e-5, atol=1e-6)

@@ -1,0 +1,89 @@
+"""TensorFlow: the bias gradient's sum on CPU, and one graph call when eager.
+
+Without XLA, TensorFlow's `reduce_mean` over a kernel's leading axes runs far
+below the memory bandwidth on CPU. `BiasAddGrad`, the sum TensorFlow takes
+for a bias gradient, reduces the same axes at full speed and has an XLA
+kernel; `keras.ops` has no way to reach it. On GPUs `reduce_mean` is fast,
+and `BiasAddGrad` may sum with atomic adds, whose order (and so the float32
+result) changes from run to run, so GPUs keep the reference.
+
+Eagerly, each op is dispatched on its own, and three ops per kernel cost
+more than their arithmetic: a list is centralized in one `tf.function` call.
+
+TensorFlow's autograph rewrites the Python a user's `tf.function` calls
+unless it is Keras' own; its rewrite of plain loops breaks planning, so the
+wrapper's methods are marked `do_not_convert`.
+"""
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import tensorflow as tf
+from keras import ops
+
+from keras_gc._maths import (
+    centralize_reference,
+    is_float32_over_leading,
+    refuse_in_place,
+)
+from keras_gc.backend.generic import own_gradients
+
+__all__ = ["centralize", "centralize_all", "do_not_convert", "own_gradients"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def do_not_convert(function: _F) -> _F:
+    """Keeps autograph from rewriting `function`."""
+    return tf.autograph.experimental.do_not_convert(function)
+
+
+def centralize(gradient: Any, axes: tuple[int, ...]) -> Any:
+    """`centralize_reference`, with `BiasAddGrad` for channels-last kernels."""
+    gradient = ops.convert_to_tensor(gradient)
+    if (
+        len(axes) != len(gradient.shape) - 1
+        or not is_float32_over_leading(gradient, axes)
+        or not sees_no_gpu()
+    ):
+        return centralize_reference(gradient, axes)
+    total = tf.raw_ops.BiasAddGrad(out_backprop=gradient, data_format="NHWC")
+    # A plain subtraction can reuse the gradient's buffer; `bias_add` would
+    # allocate a new one.
+    return gradient - total / math.prod(gradient.shape[:-1])
+
+
+def centralize_all(
+    gradients: Sequence[Any],
+    axes: Sequence[tuple[int, ...]],
+    in_place: Sequence[bool],
+) -> list[Any]:
+    """`centralize` on a list: one graph call when eager."""
+    refuse_in_place(gradients, in_place)
+    if gradients and tf.executing_eagerly():
+        return graph_centralize_all(tuple(axes))(list(gradients))
+    return [centralize(g, a) for g, a in zip(gradients, axes, strict=True)]
+
+
+@functools.cache
+def sees_no_gpu() -> bool:
+    """Whether TensorFlow runs on CPUs only (its devices are fixed once set up)."""
+    return not tf.config.list_logical_devices("GPU")
+
+
+# One entry per plan in use: a few optimizers at most; an evicted one retraces.
+@functools.lru_cache(maxsize=8)
+def graph_centralize_all(axes: tuple[tuple[int, ...], ...]) -> Any:
+    """`centralize` over a list of gradients, each over its `axes`, as one
+    `tf.function` (traced once per list of shapes, as a `fit` step is).
+
+    The axes are bound, not passed: matching a tuple per gradient on every
+    call would cost as much as the graph saves.
+    """
+
+    def centralize_list(gradients: list[Any]) -> list[Any]:
+        return [centralize(g, a) for g, a in zip(gradients, axes, strict=True)]
+
+    return tf.function(centralize_list)

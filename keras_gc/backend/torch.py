@@ -1,0 +1,113 @@
+"""PyTorch: native means, grouped, and one `_foreach_sub` per list, in place.
+
+Op by op, a `keras.ops` call costs several times the dispatch of the torch
+op it runs (scope, device and dtype checks), more than the arithmetic of a
+small kernel; `keras.ops` also has no in-place subtraction and no
+`_foreach` ops. So this module takes the means with native ops, averages
+small kernels that share a shape as one stack, subtracts every mean in one
+`torch._foreach_sub(_)` call, and may overwrite a variable's own `.grad`
+as `torch.nn.utils.clip_grad_norm_` does, sparing a new tensor per kernel.
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from keras_gc._maths import centralize_reference, refuse_in_place
+from keras_gc.backend.generic import do_not_convert
+
+__all__ = ["centralize", "centralize_all", "do_not_convert", "own_gradients"]
+
+# Up to this many elements, copying a kernel's gradient into a stack costs
+# less than dispatching a mean of its own (measured: docs/performance.md).
+STACK_MAX_ELEMENTS = 2**14
+
+
+def centralize(gradient: Any, axes: tuple[int, ...]) -> Any:
+    """`centralize_reference`, in native ops for torch float tensors."""
+    if not _is_float_tensor(gradient):
+        return centralize_reference(gradient, axes)
+    return gradient - _mean(gradient, axes)
+
+
+def centralize_all(
+    gradients: Sequence[Any],
+    axes: Sequence[tuple[int, ...]],
+    in_place: Sequence[bool],
+) -> list[Any]:
+    """`centralize` on a list, overwriting the gradients `in_place` marks."""
+    if not all(_is_float_tensor(g) for g in gradients):
+        refuse_in_place(gradients, in_place)
+        return [centralize(g, a) for g, a in zip(gradients, axes, strict=True)]
+    means = _means(gradients, axes)
+    result = list(gradients)
+    for overwrite in (True, False):
+        chosen = [i for i, flag in enumerate(in_place) if flag is overwrite]
+        if not chosen:
+            continue
+        grads = [gradients[i] for i in chosen]
+        chosen_means = [means[i] for i in chosen]
+        if overwrite:
+            torch._foreach_sub_(grads, chosen_means)
+        else:
+            grads = torch._foreach_sub(grads, chosen_means)
+        for i, gradient in zip(chosen, grads, strict=True):
+            result[i] = gradient
+    return result
+
+
+def own_gradients(gradients: Sequence[Any], variables: Sequence[Any]) -> list[bool]:
+    """Which gradients are their variable's own `.grad`, as Keras' `fit` passes.
+
+    Those may be overwritten in place; any other tensor may be the caller's.
+    """
+    # `_value` is the parameter itself; `variable.value` would cost scope,
+    # device and autocast checks per variable.
+    return [
+        g is not None
+        and not g.requires_grad
+        and g is getattr(getattr(v, "_value", None), "grad", None)
+        for g, v in zip(gradients, variables, strict=True)
+    ]
+
+
+def _is_float_tensor(gradient: Any) -> bool:
+    return isinstance(gradient, torch.Tensor) and gradient.is_floating_point()
+
+
+def _means(gradients: Sequence[Any], axes: Sequence[tuple[int, ...]]) -> list[Any]:
+    """`_mean` of each gradient; small ones that share a shape, dtype, device
+    and axes are averaged together, as one stack."""
+    groups: dict[Any, list[int]] = {}
+    for i, (gradient, axis) in enumerate(zip(gradients, axes, strict=True)):
+        if gradient.numel() > STACK_MAX_ELEMENTS:
+            groups[i] = [i]
+            continue
+        key = (gradient.shape, gradient.dtype, gradient.device, axis)
+        groups.setdefault(key, []).append(i)
+    means: list[Any] = [None] * len(gradients)
+    for members in groups.values():
+        if len(members) == 1:
+            (i,) = members
+            means[i] = _mean(gradients[i], axes[i])
+            continue
+        stack = torch.stack([gradients[i] for i in members])
+        rank = stack.dim() - 1
+        stacked_axes = tuple(a % rank + 1 for a in axes[members[0]])
+        for i, mean in zip(members, _mean(stack, stacked_axes).unbind(0), strict=True):
+            means[i] = mean
+    return means
+
+
+def _mean(gradient: Any, axes: tuple[int, ...]) -> Any:
+    """`keras.ops.mean(gradient, axes, keepdims=True)` in native torch ops.
+
+    Like `keras.ops.mean`, it averages float16 and bfloat16 in float32 and
+    casts the mean back, so both paths give the same numbers.
+    """
+    if not axes:  # torch would average over every axis; NumPy over none.
+        return gradient
+    if gradient.dtype in (torch.float16, torch.bfloat16):
+        return torch.mean(gradient.float(), axes, keepdim=True).to(gradient.dtype)
+    return torch.mean(gradient, axes, keepdim=True)
