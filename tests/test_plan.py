@@ -291,3 +291,38 @@ def test_no_warning_for_a_plain_plan():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         keras_gc.plan(_conv_and_dense_model())
+
+
+def _mixed_model():
+    query = keras.Input((6, 8))
+    x = layers.MultiHeadAttention(num_heads=2, key_dim=3, name="dense")(query, query)
+    x = layers.Reshape((6, 8, 1))(x)
+    x = layers.Conv2DTranspose(3, 2, name="conv2d")(x)
+    x = layers.DepthwiseConv2D(3, name="dense_1")(x)
+    x = layers.EinsumDense("abcd,de->abce", output_shape=(None, None, 2))(x)
+    return keras.Model(query, layers.Dense(1)(x))
+
+
+def test_plan_of_a_model_does_not_search_the_heap(monkeypatch):
+    import gc
+
+    model = _mixed_model()
+    monkeypatch.setattr(gc, "get_objects", lambda *a: pytest.fail("heap searched"))
+    planned = keras_gc.plan(model)
+    assert [e.layer for e in planned if e.centralized] == [
+        "EinsumDense",
+        "EinsumDense",
+        "EinsumDense",
+        "EinsumDense",
+        "Conv2DTranspose",
+        "DepthwiseConv2D",
+        "EinsumDense",
+        "Dense",
+    ]
+
+
+def test_variables_alone_find_the_same_owners_as_their_model():
+    # The optimizer's build sees variables only: its search of the live
+    # layers must give the plan the model gives, renamed layers and all.
+    model = _mixed_model()
+    assert keras_gc.plan(model.trainable_variables) == keras_gc.plan(model)
