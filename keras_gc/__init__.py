@@ -4,7 +4,7 @@
 >>> optimizer = keras_gc.wrap(keras.optimizers.RMSprop(1e-4))
 """
 
-from keras_gc import comparison, horse_or_human, optimizers
+from keras_gc import comparison, optimizers
 from keras_gc._centralize import centralize
 from keras_gc._optimizer import MODES, GradientCentralizationOptimizer, wrap
 from keras_gc._plan import Plan, VariablePlan, centralize_gradients, plan
@@ -21,7 +21,6 @@ __all__ = [
     "centralize_gradients",
     "compare",
     "comparison",
-    "horse_or_human",
     "optimizers",
     "plan",
     "wrap",
