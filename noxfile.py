@@ -35,7 +35,8 @@ for _backend in BACKENDS:
         _install(session, backend, "examples")
         session.run(
             "python",
-            "examples/horse_or_human.py",
+            "-m",
+            "examples.horse_or_human",
             *session.posargs,
             env={"KERAS_BACKEND": backend},
         )

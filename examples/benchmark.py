@@ -118,7 +118,8 @@ def build_workload(
     """Returns a model builder, one batch (x, y) and the loss of a workload."""
     rng = np.random.default_rng(0)
     if name == "hoh":
-        from keras_gc import horse_or_human
+        # Run as a script, this file's folder is on `sys.path`.
+        import horse_or_human
 
         size = args.hoh_size
         x = rng.random((args.hoh_batch, size, size, 3), dtype="float32")

@@ -4,7 +4,7 @@
 >>> optimizer = keras_gc.wrap(keras.optimizers.RMSprop(1e-4))
 """
 
-from keras_gc import comparison, horse_or_human, optimizers
+from keras_gc import comparison, optimizers
 from keras_gc._centralize import centralize
 from keras_gc._optimizer import GradientCentralizationOptimizer, wrap
 from keras_gc._options import MODES, Options
@@ -23,7 +23,6 @@ __all__ = [
     "centralize_gradients",
     "compare",
     "comparison",
-    "horse_or_human",
     "optimizers",
     "plan",
     "wrap",

@@ -10,8 +10,8 @@ import keras
 import numpy as np
 import pytest
 
+from examples.horse_or_human import Batches
 from keras_gc import comparison
-from keras_gc.horse_or_human import Batches
 
 EPOCHS, STEPS = 2, 3
 

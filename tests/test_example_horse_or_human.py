@@ -1,6 +1,5 @@
-"""`examples/horse_or_human.py` end to end, on synthetic data, tiny and fast."""
+"""`python -m examples.horse_or_human` end to end, on synthetic data, tiny and fast."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -11,10 +10,10 @@ from pathlib import Path
 import keras
 import pytest
 
-from keras_gc import horse_or_human
+from examples import horse_or_human
+from examples.horse_or_human import command
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "examples" / "horse_or_human.py"
 TINY = [
     "--image-size", "32",
     "--epochs", "2",
@@ -32,21 +31,14 @@ def synthetic_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.getbasetemp() / "keras-home" / "datasets"
 
 
-def _example():
-    spec = importlib.util.spec_from_file_location("horse_or_human_example", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_command_writes_table_json_and_plot_that_agree(tmp_path, synthetic_cache):
     env = os.environ | {
         "KERAS_HOME": str(synthetic_cache.parent),
         "KERAS_BACKEND": keras.backend.backend(),
+        "PYTHONPATH": str(ROOT),
     }
     completed = subprocess.run(
-        [sys.executable, str(SCRIPT), "--data", "synthetic", *TINY],
+        [sys.executable, "-m", "examples.horse_or_human", "--data", "synthetic", *TINY],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -92,7 +84,7 @@ def test_quiet_no_plot_and_zips_on_disk(tmp_path, synthetic_cache, capsys, monke
     options += ["--quiet", "--no-plot", "--output", str(output)]
     options += ["--gc-mode", "update", "--conv-only"]
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "home"))
-    assert _example().main(options) == 0
+    assert command.main(options) == 0
     printed = capsys.readouterr().out
     assert "Epoch" not in printed
     assert "mean ± sd, n=1" in printed
@@ -107,6 +99,6 @@ def test_quiet_no_plot_and_zips_on_disk(tmp_path, synthetic_cache, capsys, monke
 
 def test_unknown_optimizer_is_refused(capsys):
     with pytest.raises(SystemExit):
-        _example().parse_args(["--optimizer", "nope"])
+        command.parse_args(["--optimizer", "nope"])
     assert "unknown optimizer 'nope'" in capsys.readouterr().err
-    assert _example().parse_args(["--optimizer", "AdamW"]).optimizer == "adamw"
+    assert command.parse_args(["--optimizer", "AdamW"]).optimizer == "adamw"

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import keras_gc
-from keras_gc import horse_or_human
+from examples import horse_or_human
 
 
 def horse_or_human_cnn(size=32):

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_gc import horse_or_human as hoh
+from examples import horse_or_human as hoh
 
 SMALL = {
     "train": {"horses": 3, "humans": 2},

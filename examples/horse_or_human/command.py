@@ -12,20 +12,22 @@ curves to `--output`.
 The data are the public archives (from the Keras cache, or downloaded and
 checked); offline, a synthetic stand-in is drawn instead, and said so.
 
-    KERAS_BACKEND=jax python examples/horse_or_human.py --image-size 150 --seeds 3
-    python examples/horse_or_human.py --help
+    KERAS_BACKEND=jax python -m examples.horse_or_human --image-size 150 --seeds 3
+    python -m examples.horse_or_human --help
 """
 
 import argparse
 import os
-import sys
 from collections.abc import Callable, Sequence
 
 import keras
 
 import keras_gc
-from keras_gc import horse_or_human
 from keras_gc.comparison import Comparison, compare
+
+from .archives import TRAIN_ARCHIVE, VALIDATION_ARCHIVE, Archive
+from .data import Batches, get_folders, read_images
+from .model import build_model
 
 _NOT_AN_OPTIMIZER = {"Optimizer", "LossScaleOptimizer", "MultiOptimizer"}
 OPTIMIZERS = {
@@ -54,6 +56,7 @@ def _optimizer(text: str) -> str:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
+        prog="python -m examples.horse_or_human",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -123,24 +126,35 @@ def verdict(result: Comparison, metric: str = "val_accuracy") -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    archives: tuple[Archive, Archive] = (TRAIN_ARCHIVE, VALIDATION_ARCHIVE),
+) -> int:
+    """Runs the comparison; `archives` are the training and validation
+    archives to download (tests serve their own)."""
     args = parse_args(argv)
     data = args.data[0] if len(args.data) == 1 else args.data
-    folders = horse_or_human.get_folders(data, verbose=not args.quiet)
+    folders = get_folders(
+        data,
+        train_archive=archives[0],
+        validation_archive=archives[1],
+        verbose=not args.quiet,
+    )
     size = args.image_size
     print(
         f"Backend: {keras.backend.backend()}. Data: {folders.source} "
         f"({folders.origin}). Reading images at {size}x{size}..."
     )
-    train_images, train_labels = horse_or_human.read_images(folders.train, size)
-    validation = horse_or_human.Batches(
-        *horse_or_human.read_images(folders.validation, size),
+    train_images, train_labels = read_images(folders.train, size)
+    validation = Batches(
+        *read_images(folders.validation, size),
         batch_size=args.validation_batch_size,
     )
     result = compare(
-        lambda: horse_or_human.build_model(size),
+        lambda: build_model(size),
         _make_optimizer(args.optimizer, args.learning_rate),
-        lambda seed: horse_or_human.Batches(
+        lambda seed: Batches(
             train_images,
             train_labels,
             batch_size=args.batch_size,
@@ -176,7 +190,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     for what, path in paths.items():
         print(f"{what.capitalize():>5}: {os.path.abspath(path)}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
