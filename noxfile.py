@@ -43,11 +43,12 @@ for _backend in BACKENDS:
 
     @nox.session(name=f"bench-{_backend}", python="3.11")
     def bench(session: nox.Session, backend: str = _backend) -> None:
-        """Runs examples/benchmark.py (GC's cost, and its peers) on one backend."""
+        """Runs the benchmarks package (GC's cost, and its peers) on one backend."""
         _install(session, backend, f"bench-{backend}")
         session.run(
             "python",
-            "examples/benchmark.py",
+            "-m",
+            "benchmarks",
             *(session.posargs or ["--output", f"bench-results/{backend}"]),
             env={"KERAS_BACKEND": backend},
         )

@@ -1,6 +1,5 @@
-"""examples/benchmark.py: its round sizing, and a run as the README gives it."""
+"""The benchmarks package: round sizing, statistics, and a run as the docs give it."""
 
-import importlib.util
 import json
 import os
 import re
@@ -11,15 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).parents[1] / "examples" / "benchmark.py"
+from benchmarks import timing
 
-
-@pytest.fixture(scope="module")
-def benchmark():
-    spec = importlib.util.spec_from_file_location("benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+ROOT = Path(__file__).parents[1]
 
 
 @pytest.mark.parametrize(
@@ -28,24 +21,24 @@ def benchmark():
     ids=["tensorflow-dense60", "jax-dense60", "no-overhead", "tensorflow-hoh"],
 )
 def test_fit_rounds_make_fits_fixed_cost_two_percent(
-    benchmark, monkeypatch, overhead, step, expected
+    monkeypatch, overhead, step, expected
 ):
     # A fake `fit` of n steps that takes overhead + n * step seconds.
     monkeypatch.setattr(
-        benchmark, "step_runner", lambda model, x, y, steps, how: lambda: steps
+        timing, "step_runner", lambda model, x, y, steps, how: lambda: steps
     )
-    monkeypatch.setattr(benchmark, "_seconds", lambda run: overhead + run() * step)
+    monkeypatch.setattr(timing, "_seconds", lambda run: overhead + run() * step)
     x = np.zeros((8, 4), "float32")
-    result = benchmark.fit_steps(None, x, x, 3)
+    result = timing.fit_steps(None, x, x, 3)
     # Up to one step more: the fixed cost is solved for in floating point.
     assert expected <= result["steps"] <= expected + 1
     assert result["fit_overhead_s"] == pytest.approx(overhead, abs=1e-12)
     assert result["step_s"] == pytest.approx(step)
 
 
-def test_rounds_go_on_until_the_time_budget_is_spent(benchmark, monkeypatch):
+def test_rounds_go_on_until_the_time_budget_is_spent(monkeypatch):
     clock = iter(range(1000))
-    monkeypatch.setattr(benchmark.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: next(clock))
     calls = {"a": 0, "b": 0}
 
     def arm(name):
@@ -55,17 +48,17 @@ def test_rounds_go_on_until_the_time_budget_is_spent(benchmark, monkeypatch):
         return run
 
     # Each timed call takes one tick of the fake clock.
-    times = benchmark.interleave({"a": arm("a"), "b": arm("b")}, 2, 1, 1, 9)
+    times = timing.interleave({"a": arm("a"), "b": arm("b")}, 2, 1, 1, 9)
     assert len(times["a"]) == len(times["b"]) == 5
     assert calls == {"a": 6, "b": 6}
-    times = benchmark.interleave({"a": arm("a"), "b": arm("b")}, 4, 1, 0, 0)
+    times = timing.interleave({"a": arm("a"), "b": arm("b")}, 4, 1, 0, 0)
     assert len(times["a"]) == 4
 
 
-def test_each_arm_runs_in_each_place_of_a_round_equally_often(benchmark):
+def test_each_arm_runs_in_each_place_of_a_round_equally_often():
     calls = []
     arms = {name: (lambda name=name: calls.append(name)) for name in "abc"}
-    benchmark.interleave(arms, rounds=12, steps=1, warmup=0)
+    timing.interleave(arms, rounds=12, steps=1, warmup=0)
     rounds = [calls[i : i + 3] for i in range(0, len(calls), 3)]
     assert all(sorted(r) == ["a", "b", "c"] for r in rounds)
     for place in range(3):
@@ -81,10 +74,10 @@ def test_each_arm_runs_in_each_place_of_a_round_equally_often(benchmark):
     ("n", "expected"),
     [(5, None), (6, (1, 6)), (10, (2, 9)), (20, (6, 15)), (30, (10, 21))],
 )
-def test_median_interval_is_the_order_statistics_one(benchmark, n, expected):
+def test_median_interval_is_the_order_statistics_one(n, expected):
     # Shuffled, as rounds come; the values are their own ranks.
     values = np.random.default_rng(n).permutation(np.arange(1.0, n + 1)).tolist()
-    interval = benchmark.summary(values)["ci95"]
+    interval = timing.summary(values)["ci95"]
     assert (interval if interval is None else tuple(interval)) == expected
 
 
@@ -97,15 +90,16 @@ def test_median_interval_is_the_order_statistics_one(benchmark, n, expected):
         (None, "too few rounds"),
     ],
 )
-def test_verdict_needs_the_whole_interval_on_one_side(benchmark, interval, expected):
-    assert benchmark.verdict({"ci95": interval}, 1.02) == expected
+def test_verdict_needs_the_whole_interval_on_one_side(interval, expected):
+    assert timing.verdict({"ci95": interval}, 1.02) == expected
 
 
 def test_runs_end_to_end(tmp_path):
     done = subprocess.run(
         [
             sys.executable,
-            str(SCRIPT),
+            "-m",
+            "benchmarks",
             "--quick",
             "--workloads=dense60",
             "--optimizers=sgdm",
@@ -120,6 +114,7 @@ def test_runs_end_to_end(tmp_path):
         text=True,
         check=False,
         env=os.environ,
+        cwd=ROOT,
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]

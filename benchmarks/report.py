@@ -1,0 +1,166 @@
+"""The report: the machine it ran on, and the results as Markdown tables."""
+
+import contextlib
+import datetime
+import os
+import platform
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+
+import keras_gc
+from benchmarks.timing import FIT_OVERHEAD_SHARE, TARGETS, verdict
+from benchmarks.workloads import BACKEND
+
+
+def ratio_cell(ratio: dict[str, Any]) -> str:
+    """`median [95% interval] (IQR q1-q3)` of a summarized ratio."""
+    interval = (
+        "[-]" if ratio["ci95"] is None else "[{:.3f}, {:.3f}]".format(*ratio["ci95"])
+    )
+    return f"{ratio['median']:.3f} {interval} (IQR {ratio['q1']:.3f}-{ratio['q3']:.3f})"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The results as Markdown: a heading for the machine, then one table each."""
+    env = results["environment"]
+    lines = [
+        f"### {env['backend']} (keras {env['keras']}, {env['backend_version']}), "
+        f"{env['cpu']}, {env['cores']} cores, {env['date']}",
+        "",
+        f"Command: `{env['command']}`. Load average at start/end: "
+        f"{env['load_start']} / {env['load_end']}.",
+        "",
+        "Per-step time of `keras_gc.wrap(opt)` / bare `opt`: median of per-round "
+        "ratios [its 95% confidence interval] (interquartile range), interleaved "
+        "rounds. A round is one `fit` over enough steps that `fit`'s own fixed "
+        f"cost is at most {FIT_OVERHEAD_SHARE:.0%} of it (that cost is in the "
+        "last column). Target: the ratio keras-gc aims to stay under; `met` when "
+        "the whole interval is under it, `missed` when it is all over it. "
+        "Control (with `--control`): a third twin, bare too, timed in the same "
+        "rounds: how far apart two identical arms come out.",
+        "",
+        "| workload | optimizer | mode | bare ms/step | GC ms/step | GC/bare "
+        "| target | control/bare | rounds x steps | `fit` fixed cost ms |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in results["steps"]:
+        seconds = row["result"]["seconds"]
+        calibration = row["result"].get("fit_calibration")
+        overhead = f"{calibration['fit_overhead_s'] * 1e3:.1f}" if calibration else "-"
+        control = (
+            ratio_cell(row["result"]["control"]["ratio"])
+            if "control" in row["result"]
+            else "-"
+        )
+        lines.append(
+            f"| {row['workload']} | {row['optimizer']} | {row['mode']} | "
+            f"{seconds['bare']['median'] * 1e3:.2f} | "
+            f"{seconds['gc']['median'] * 1e3:.2f} | "
+            f"{ratio_cell(row['result']['gc']['ratio'])} | "
+            f"{TARGETS[row['workload']]}: "
+            f"{verdict(row['result']['gc']['ratio'], TARGETS[row['workload']])} | "
+            f"{control} | {row['result']['gc']['ratio']['n']} x "
+            f"{row['result']['steps_per_round']} | {overhead} |"
+        )
+    if results["memory"]:
+        lines += [
+            "",
+            "Peak memory (max RSS of a fresh process per arm, best of "
+            f"{results['memory'][0]['result']['runs']['bare'].__len__()}), and "
+            "optimizer state:",
+            "",
+            "| workload | optimizer | mode | bare peak MiB | GC peak MiB | ratio | "
+            "steady-state peak bare / GC MiB (ratio) | growth in training bare / "
+            "GC MiB | optimizer variables bare / GC |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for row in results["memory"]:
+            r = row["result"]
+            lines.append(
+                f"| {row['workload']} | {row['optimizer']} | {row['mode']} | "
+                f"{r['peak_mib']['bare']:.0f} | {r['peak_mib']['gc']:.0f} | "
+                f"{r['peak_ratio']:.3f} | {r['steady_peak_mib']['bare']:.0f} / "
+                f"{r['steady_peak_mib']['gc']:.0f} ({r['steady_ratio']:.3f}) | "
+                f"{r['growth_mib']['bare']:.0f} / "
+                f"{r['growth_mib']['gc']:.0f} | {row['optimizer_variables']} |"
+            )
+    if results["gc_pass"]:
+        lines += [
+            "",
+            "The GC pass alone (`plan.centralize(grads)`), GB/s of centralized "
+            "gradient, next to a NumPy copy and a per-tensor `g * 2` of the "
+            "same tensors (in place: `g.mul_(1)`):",
+            "",
+            "| workload | tensors (GC) | MB (GC) | how | GC ms | GC GB/s | "
+            "g*2 GB/s | numpy copy GB/s |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for row in results["gc_pass"]:
+            r = row["result"]
+            for how, p in r["passes"].items():
+                lines.append(
+                    f"| {row['workload']} | {r['tensors']} ({r['centralized_tensors']})"
+                    f" | {r['centralized_bytes'] / 1e6:.1f} | {how} | "
+                    f"{p['centralize_seconds'] * 1e3:.3f} | "
+                    f"{p['centralize_gbps']:.2f} | {p['times2_gbps']:.2f} | "
+                    f"{r['numpy_copy_gbps']:.2f} |"
+                )
+    if results["peers"]:
+        lines += [
+            "",
+            "Peers, each against its own bare optimizer in its own loop "
+            "(median per-round ratio [95% confidence interval] (IQR)):",
+            "",
+            "| workload | optimizer | arm | bare ms/step | ratio to bare |",
+            "|---|---|---|---|---|",
+        ]
+        for row in results["peers"]:
+            r = row["result"]
+            if isinstance(r, str):
+                lines.append(f"| {row['workload']} | {row['optimizer']} | {r} | | |")
+                continue
+            for arm, value in r.items():
+                if not isinstance(value, dict) or "ratio" not in value:
+                    continue
+                lines.append(
+                    f"| {row['workload']} | {row['optimizer']} | {arm} | "
+                    f"{r['seconds']['bare']['median'] * 1e3:.2f} | "
+                    f"{ratio_cell(value['ratio'])} |"
+                )
+    return "\n".join(lines) + "\n"
+
+
+def environment(argv: Sequence[str], threads: int | None) -> dict[str, Any]:
+    """The machine, the versions, the command and the load, for the report."""
+    version = {
+        "jax": lambda: __import__("jax").__version__,
+        "tensorflow": lambda: __import__("tensorflow").__version__,
+        "torch": lambda: __import__("torch").__version__,
+    }[BACKEND]()
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "backend": BACKEND,
+        "backend_version": f"{BACKEND} {version}",
+        "keras": keras.__version__,
+        "keras_gc": keras_gc.__version__,
+        "python": platform.python_version(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "command": f"KERAS_BACKEND={BACKEND} python -m benchmarks " + " ".join(argv),
+        "load_start": load(),
+        "threads": threads,
+    }
+
+
+def load() -> str:
+    """The machine's 1, 5 and 15-minute load averages."""
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
