@@ -12,8 +12,9 @@ collect_ignore = [
     for name in ("jax", "tensorflow", "torch")
     if name != keras.backend.backend()
 ]
-# The script that made the saved-model fixture, not a test.
-collect_ignore_glob = ["tests/fixtures/*.py"]
+# Scripts, not tests: what made the saved-model fixture, and `nox -s build`'s check
+# of an installed wheel.
+collect_ignore_glob = ["tests/fixtures/*.py", "tests/wheel_smoke.py"]
 
 
 @pytest.fixture(autouse=True)

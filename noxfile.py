@@ -1,5 +1,10 @@
 """Sessions: `nox -s tests-jax tests-tensorflow tests-torch lint`, `demo-<backend>`,
-`bench-<backend>`."""
+`bench-<backend>`, `docs`, `build`."""
+
+import shutil
+import sys
+import tarfile
+from pathlib import Path
 
 import nox
 
@@ -61,3 +66,52 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy", "keras_gc")
+
+
+@nox.session(python="3.11")
+def docs(session: nox.Session) -> None:
+    """Draws the docs' figure from a real fit, then builds the site, strictly."""
+    session.install(*BACKENDS["jax"])
+    session.install("-e", ".[docs]")
+    session.run("python", "docs/figures/kernel_means.py", env={"KERAS_BACKEND": "jax"})
+    session.run("mkdocs", "build", "--strict", "--site-dir", "build/site")
+
+
+@nox.session(python="3.11")
+def build(session: nox.Session) -> None:
+    """Builds the sdist and wheel, checks them, and smoke-tests the wheel on each
+    backend in a fresh virtual environment, away from the repository."""
+    session.install("build", "twine")
+    dist = Path(session.create_tmp()) / "dist"
+    shutil.rmtree(dist, ignore_errors=True)
+    session.run("python", "-m", "build", "--outdir", str(dist))
+    session.run("twine", "check", "--strict", *map(str, dist.iterdir()))
+    _check_sdist(next(dist.glob("*.tar.gz")))
+    (wheel,) = dist.glob("*.whl")
+    smoke = Path("tests/wheel_smoke.py").resolve()
+    for backend, pins in BACKENDS.items():
+        env = Path(session.create_tmp()) / f"wheel-{backend}"
+        shutil.rmtree(env, ignore_errors=True)
+        session.run(sys.executable, "-m", "venv", str(env), external=True)
+        python = str(env / "bin" / "python")
+        session.run(
+            python, "-m", "pip", "install", "-q", *pins, str(wheel), external=True
+        )
+        with session.chdir(env):
+            session.run(
+                python, str(smoke), env={"KERAS_BACKEND": backend}, external=True
+            )
+
+
+def _check_sdist(sdist: Path) -> None:
+    with tarfile.open(sdist) as archive:
+        names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    missing = {
+        "LICENSE",
+        "CHANGELOG.md",
+        "tests/test_optimizer.py",
+        "keras_gc/py.typed",
+    }
+    missing -= names
+    if missing:
+        raise RuntimeError(f"{sdist.name} lacks {sorted(missing)}")
