@@ -48,8 +48,10 @@ def save_plot(comparison: "Comparison", path: str | os.PathLike[str]) -> Path:
                     )
         axes.set(xlabel="epoch", ylabel=metric, title=metric)
         axes.legend()
+    title = comparison.metadata.get("title")
     figure.suptitle(
-        f"With and without Gradient Centralization ({len(comparison.seeds)} seed(s))"
+        (f"{title}\n" if title else "")
+        + f"With and without Gradient Centralization ({len(comparison.seeds)} seed(s))"
     )
     canvas_class(figure).print_png(str(path))
     return Path(path)

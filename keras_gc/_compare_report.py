@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from keras_gc._compare_stats import CONFIDENCE, paired_interval, verdict
+
 __all__ = ["ARMS", "Comparison", "Run"]
 
 ARMS = ("bare", "gc")
@@ -126,12 +128,75 @@ class Comparison:
             for group, measures in values.items()
         }
 
+    def headline_measures(self) -> list[str]:
+        """The measures given a verdict: the final validation metrics (the
+        training metrics when there is no validation) and the time per epoch
+        after the first."""
+        metrics = [m for m in self.measure_names() if m not in TIMES]
+        validation = [m for m in metrics if m.startswith("val_")]
+        return [*(validation or metrics), "later_epoch_seconds"]
+
+    def verdicts(self) -> dict[str, dict[str, Any]]:
+        """Says, for each headline measure, whether GC changed it.
+
+        The 95% t-interval of the mean paired difference (GC minus bare)
+        over the seeds decides: above or below 0 is "GC better" or "GC
+        worse" (whether higher is better comes from the Keras metric, or the
+        name "loss", or is a time), else "no difference detected with n
+        seeds".
+
+        Returns:
+            `{measure: {"mean", "low", "high", "confidence", "n",
+            "verdict"}}`; `low` and `high` are NaN for one seed, and the
+            verdict is "not measured" for a time per epoch of one epoch.
+        """
+        result = {}
+        for name in self.headline_measures():
+            differences = [
+                self.run("gc", s).measures()[name]
+                - self.run("bare", s).measures()[name]
+                for s in self.seeds
+            ]
+            low, high = paired_interval(differences, CONFIDENCE)
+            mean = float(np.mean(differences))
+            result[name] = {
+                "mean": mean,
+                "low": low,
+                "high": high,
+                "confidence": CONFIDENCE,
+                "n": len(differences),
+                "verdict": "not measured"
+                if math.isnan(mean)
+                else verdict(low, high, len(differences), self._higher(name)),
+            }
+        return result
+
+    def _higher(self, name: str) -> bool | None:
+        """Whether a larger value of measure `name` is better (`None`: unknown)."""
+        if name in TIMES:
+            return False
+        metric = name.removeprefix("val_")
+        direction = self.metadata.get("directions", {}).get(metric)
+        if direction is not None:
+            return bool(direction == "up")
+        return False if metric.endswith("loss") else None
+
+    def verdict_lines(self) -> list[str]:
+        """Returns `verdicts()` as one sentence per headline measure."""
+        return [
+            f"GC minus bare, {_label(name)}: {_signed(name, v['mean'])}, "
+            f"{v['confidence']:.0%} interval {_interval(name, v)}: {v['verdict']}."
+            for name, v in self.verdicts().items()
+        ]
+
     def table(self) -> str:
-        """Renders the runs and their summary as a Markdown table.
+        """Renders the runs, their summary and the verdicts as Markdown.
 
         One row per run; then, per arm, the mean ± standard deviation over
         the seeds, and the mean ± standard deviation of the paired
         difference (GC minus bare). Times in seconds, metrics to 4 decimals.
+        A second table gives each headline measure's verdict. A `"title"` in
+        the metadata (e.g. what the data are) heads both.
         """
         names = self.measure_names()
         header = ["run", "seed", *(TIMES.get(name, name) for name in names)]
@@ -150,8 +215,22 @@ class Comparison:
                 [f"**{label}**", f"mean ± sd, n={n}"]
                 + [_spread(name, stats[name]) for name in names]
             )
-        lines = [header, ["---"] * len(header), *rows]
-        return "\n".join("| " + " | ".join(line) + " |" for line in lines) + "\n"
+        verdicts = [
+            [_label(name), _signed(name, v["mean"]), _interval(name, v), v["verdict"]]
+            for name, v in self.verdicts().items()
+        ]
+        title = self.metadata.get("title")
+        return "".join(
+            [
+                f"**{title}**\n\n" if title else "",
+                _markdown(header, rows),
+                "\n",
+                _markdown(
+                    ["GC minus bare", "mean", f"{CONFIDENCE:.0%} interval", "verdict"],
+                    verdicts,
+                ),
+            ]
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Returns everything as JSON-friendly data (NaN becomes `null`)."""
@@ -160,6 +239,7 @@ class Comparison:
                 "metadata": self.metadata,
                 "runs": [run.to_dict() for run in self.runs],
                 "summary": self.summary(),
+                "verdict": self.verdicts(),
             }
         )
 
@@ -229,6 +309,27 @@ def _number(name: str, value: float) -> str:
     if math.isnan(value):
         return "-"
     return f"{value:.1f}" if name in TIMES else f"{value:.4f}"
+
+
+def _signed(name: str, value: float) -> str:
+    if math.isnan(value):
+        return "-"
+    return f"{value:+.2f}" if name in TIMES else f"{value:+.4f}"
+
+
+def _interval(name: str, verdict: Mapping[str, Any]) -> str:
+    if math.isnan(verdict["low"]):
+        return "- (one seed)"
+    return f"{_signed(name, verdict['low'])} to {_signed(name, verdict['high'])}"
+
+
+def _label(name: str) -> str:
+    return "time per epoch after the first (s)" if name in TIMES else f"final {name}"
+
+
+def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = [header, ["---"] * len(header), *rows]
+    return "\n".join("| " + " | ".join(line) + " |" for line in lines) + "\n"
 
 
 def _spread(name: str, stats: Mapping[str, float]) -> str:

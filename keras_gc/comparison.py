@@ -139,6 +139,7 @@ def compare(
             f"`seeds` must be a positive count or distinct seeds; received {seeds!r}."
         )
     runs: list[Run] = []
+    directions: dict[str, str] = {}
     for i, seed in enumerate(seed_list):
         keras.utils.set_random_seed(seed)
         initial = _built(build_model()).get_weights()
@@ -146,24 +147,23 @@ def compare(
         for arm in ARMS if i % 2 == 0 else ARMS[::-1]:
             if verbose != 0:
                 print(f"Run {len(runs) + 1}/{2 * len(seed_list)}: {arm}, seed {seed}")
-            runs.append(
-                _fit(
-                    arm,
-                    seed,
-                    build_model,
-                    initial,
-                    optimizers[arm],
-                    train,
-                    validation,
-                    compile_kwargs={"loss": loss, "metrics": metrics},
-                    fit_kwargs={
-                        "epochs": epochs,
-                        "steps_per_epoch": steps_per_epoch,
-                        "validation_steps": validation_steps,
-                        "verbose": verbose,
-                    },
-                )
+            run, directions = _fit(
+                arm,
+                seed,
+                build_model,
+                initial,
+                optimizers[arm],
+                train,
+                validation,
+                compile_kwargs={"loss": loss, "metrics": metrics},
+                fit_kwargs={
+                    "epochs": epochs,
+                    "steps_per_epoch": steps_per_epoch,
+                    "validation_steps": validation_steps,
+                    "verbose": verbose,
+                },
             )
+            runs.append(run)
     settings = {
         "arms": list(ARMS),
         "seeds": seed_list,
@@ -172,6 +172,7 @@ def compare(
         "validation_steps": validation_steps,
         "optimizer": _describe(make_optimizer()),
         "gc_optimizer": _describe(wrap(make_optimizer())),
+        "directions": directions,
     }
     runs.sort(key=lambda run: (seed_list.index(run.seed), ARMS.index(run.arm)))
     return Comparison(
@@ -222,8 +223,12 @@ def _fit(
     *,
     compile_kwargs: dict[str, Any],
     fit_kwargs: dict[str, Any],
-) -> Run:
-    """Trains a fresh model from `initial` weights and returns its `Run`."""
+) -> tuple[Run, dict[str, str]]:
+    """Trains a fresh model from `initial` weights.
+
+    Returns:
+        Its `Run`, and `_directions` of its compiled metrics.
+    """
     # The same seed before building and fitting gives both arms the same
     # random layers' seeds, data order and shuffling.
     keras.utils.set_random_seed(seed)
@@ -245,7 +250,7 @@ def _fit(
         **fit_kwargs,
     )
     total = time.perf_counter() - start
-    return Run(
+    run = Run(
         arm=arm,
         seed=seed,
         history={k: [float(v) for v in vs] for k, vs in history.history.items()},
@@ -253,3 +258,22 @@ def _fit(
         total_seconds=total,
         initial_weights_sha256=initial_sha256,
     )
+    return run, _directions(model)
+
+
+def _directions(model: keras.Model) -> dict[str, str]:
+    """Says whether each compiled metric is better `"up"` or `"down"`.
+
+    Read as Keras' `EarlyStopping` reads it: the loss goes down, and a metric
+    says its own direction (accuracy, AUC, ... up; errors down).
+    """
+    directions = {"loss": "down"}
+    pending = list(model.metrics)
+    while pending:
+        metric = pending.pop()
+        # The compiled metrics nest their metrics (`CompileMetrics`, lists).
+        pending.extend(getattr(metric, "metrics", []))
+        direction = getattr(metric, "_direction", None)
+        if direction in ("up", "down"):
+            directions[metric.name] = direction
+    return directions

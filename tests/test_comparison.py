@@ -9,6 +9,7 @@ import math
 import keras
 import numpy as np
 import pytest
+from scipy import stats
 
 from examples.horse_or_human import Batches
 from keras_gc import comparison
@@ -188,6 +189,13 @@ def test_table_golden():
         "| **bare** | mean ± sd, n=1 | 9.0 | 2.0 | 2.0 | 0.2500 | 0.2500 |",
         "| **gc** | mean ± sd, n=1 | 9.0 | 2.0 | 2.0 | 0.1250 | 0.1250 |",
         "| **GC minus bare** | mean ± sd, n=1 | 0.0 | 0.0 | 0.0 | -0.1250 | -0.1250 |",
+        "",
+        "| GC minus bare | mean | 95% interval | verdict |",
+        "| --- | --- | --- | --- |",
+        "| final val_loss | -0.1250 | - (one seed) | "
+        "no difference detected with 1 seed |",
+        "| time per epoch after the first (s) | +0.00 | - (one seed) | "
+        "no difference detected with 1 seed |",
     ]
 
 
@@ -229,3 +237,73 @@ def test_rejects_reused_optimizer_unbuilt_model_and_bad_seeds():
         comparison.compare(dense, keras.optimizers.SGD, data, loss="mse")
     with pytest.raises(ValueError, match="`seeds`"):
         comparison.compare(dense, keras.optimizers.SGD, data, loss="mse", seeds=0)
+
+
+def _seeded(arm: str, seed: int, accuracy: float, loss: float, epoch: float):
+    history = {"val_accuracy": [0.5, accuracy], "val_loss": [0.7, loss]}
+    return comparison.Run(arm, seed, history, [5.0, epoch], 9.0, "0")
+
+
+# GC minus bare per seed: val_accuracy +0.02/+0.03/+0.04 (above 0), val_loss
+# +0.01/-0.02/+0.02 (around 0), later epochs -0.5/-0.6/-0.4 s (below 0).
+PAIRS = [
+    ((0.80, 0.40, 2.0), (0.82, 0.41, 1.5)),
+    ((0.70, 0.50, 2.1), (0.73, 0.48, 1.5)),
+    ((0.90, 0.30, 1.9), (0.94, 0.32, 1.5)),
+]
+
+
+def _verdict_example(metadata: dict) -> comparison.Comparison:
+    runs = []
+    for seed, (bare, gc) in enumerate(PAIRS):
+        runs += [_seeded("bare", seed, *bare), _seeded("gc", seed, *gc)]
+    return comparison.Comparison(tuple(runs), metadata)
+
+
+def test_verdicts_are_the_paired_t_interval(tmp_path):
+    result = _verdict_example({"title": "made-up runs"})
+    verdicts = result.verdicts()
+    assert list(verdicts) == ["val_accuracy", "val_loss", "later_epoch_seconds"]
+    for index, name in enumerate(verdicts):
+        differences = [gc[index] - bare[index] for bare, gc in PAIRS]
+        low, high = stats.t.interval(
+            0.95, 2, loc=np.mean(differences), scale=stats.sem(differences)
+        )
+        assert verdicts[name]["mean"] == pytest.approx(np.mean(differences))
+        assert verdicts[name]["low"] == pytest.approx(low)
+        assert verdicts[name]["high"] == pytest.approx(high)
+        assert verdicts[name]["n"] == 3
+    # Accuracy's direction is unknown without the compiled metrics; a loss
+    # and a time are better lower.
+    assert verdicts["val_accuracy"]["verdict"] == "GC higher"
+    assert verdicts["val_loss"]["verdict"] == "no difference detected with 3 seeds"
+    assert verdicts["later_epoch_seconds"]["verdict"] == "GC better"
+    directed = _verdict_example({"directions": {"accuracy": "up"}}).verdicts()
+    assert directed["val_accuracy"]["verdict"] == "GC better"
+    worse = _verdict_example({"directions": {"accuracy": "down"}}).verdicts()
+    assert worse["val_accuracy"]["verdict"] == "GC worse"
+
+    lines = result.verdict_lines()
+    assert lines[0] == (
+        f"GC minus bare, final val_accuracy: +0.0300, 95% interval "
+        f"{verdicts['val_accuracy']['low']:+.4f} to "
+        f"{verdicts['val_accuracy']['high']:+.4f}: GC higher."
+    )
+    table = result.table()
+    assert table.startswith("**made-up runs**\n\n")
+    assert "| final val_loss | +0.0033 | " in table
+    assert "| time per epoch after the first (s) | -0.50 | " in table
+    data = json.loads(result.save_json(tmp_path / "r.json").read_text())
+    assert data["verdict"]["later_epoch_seconds"]["verdict"] == "GC better"
+    assert data["verdict"]["val_loss"]["low"] == pytest.approx(
+        verdicts["val_loss"]["low"]
+    )
+
+
+def test_compare_records_which_way_each_metric_is_better(result):
+    assert result.metadata["directions"] == {"loss": "down", "accuracy": "up"}
+    assert result.verdicts()["val_accuracy"]["verdict"] in (
+        "GC better",
+        "GC worse",
+        "no difference detected with 2 seeds",
+    )

@@ -52,7 +52,16 @@ def test_command_writes_table_json_and_plot_that_agree(tmp_path, synthetic_cache
     assert (default_output / "curves.png").read_bytes().startswith(b"\x89PNG")
     for name in ("table.md", "results.json", "curves.png"):
         assert str(default_output / name) in completed.stdout
-    assert "Epoch 1/2" in completed.stdout  # progress bars
+    # Not a terminal: one line per epoch (2 runs of 2 epochs), no bars.
+    assert "Epoch 1/2" in completed.stdout
+    assert "\r" not in completed.stdout and "━" not in completed.stdout
+    epoch_lines = [
+        line for line in completed.stdout.splitlines() if line.startswith("2/2 - ")
+    ]
+    assert len(epoch_lines) == 4 and all(" - loss: " in x for x in epoch_lines)
+    # Synthetic data say so in every output (the plot's title too).
+    assert table.startswith("**horse-or-human, SYNTHETIC stand-in")
+    assert completed.stdout.startswith("horse-or-human, SYNTHETIC stand-in")
 
     data = json.loads((default_output / "results.json").read_text())
     assert data["metadata"]["backend"] == keras.backend.backend()
@@ -60,6 +69,17 @@ def test_command_writes_table_json_and_plot_that_agree(tmp_path, synthetic_cache
     assert data["metadata"]["data"]["train_images"] == 1027
     assert data["metadata"]["options"]["image_size"] == 32
     assert data["metadata"]["versions"]["keras"] == keras.__version__
+    assert data["metadata"]["title"].startswith("horse-or-human, SYNTHETIC")
+    # The summary ends with one verdict per headline measure, as saved.
+    printed = completed.stdout.split("\n\n")[-2].splitlines()
+    assert [line.split(":")[0] for line in printed] == [
+        "GC minus bare, final val_accuracy",
+        "GC minus bare, final val_loss",
+        "GC minus bare, time per epoch after the first (s)",
+    ]
+    for line, verdict in zip(printed, data["verdict"].values(), strict=True):
+        assert line.endswith(f": {verdict['verdict']}.")
+        assert verdict["verdict"] in table
     rows = {tuple(line.split(" | ")[:2]): line for line in table.splitlines()}
     for run in data["runs"]:
         row = rows[(f"| {run['arm']}", "0")]
