@@ -165,28 +165,39 @@ def _torch(
         model, _ = example.train(make_model(), optimizer)
         _put(arrays, run, model.get_weights())
         facts["apply_calls"][run] = len(steps)
-        for step, (before, after) in enumerate(steps):
-            _put(arrays, f"{run}/step{step}/before", before)
-            _put(arrays, f"{run}/step{step}/after", after)
+        for step, recorded in enumerate(steps):
+            for name, values in recorded.items():
+                _put(arrays, f"{run}/step{step}/{name}", values)
     _put(arrays, "fit", _torch_fit(rank, world))
     facts["listening"] = listening_addresses()
     dist.destroy_process_group()
     return arrays, facts
 
 
-def _record_apply(optimizer: Any) -> list[tuple[list, list]]:
-    """Records the gradients `optimizer.apply` gets, before and after it runs.
+def _record_apply(optimizer: Any) -> list[dict[str, list]]:
+    """Records each `optimizer.apply`: its gradients before and after, and the
+    step it made.
 
     The wrapper centralizes the gradient that is its variable's own `.grad` in
-    place, so `after` shows what GC made of the gradient.
+    place, so "after" shows what GC made of the gradient.
     """
-    steps: list[tuple[list, list]] = []
+    steps: list[dict[str, list]] = []
     apply = optimizer.apply
 
+    def copies(tensors: list) -> list[np.ndarray]:
+        return [t.detach().numpy().copy() for t in tensors]
+
     def apply_and_record(grads: list, variables: list) -> None:
-        before = [g.detach().numpy().copy() for g in grads]
+        before, old = copies(grads), copies([v.value for v in variables])
         apply(grads, variables)
-        steps.append((before, [g.detach().numpy().copy() for g in grads]))
+        new = copies([v.value for v in variables])
+        steps.append(
+            {
+                "before": before,
+                "after": copies(grads),
+                "step": [n - o for n, o in zip(new, old, strict=True)],
+            }
+        )
 
     optimizer.apply = apply_and_record
     return steps

@@ -25,6 +25,7 @@ skipping GC on one process moves the weights by at least 100 times as much
 """
 
 import importlib.util
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -249,19 +250,21 @@ def _first_global_gradient() -> list[np.ndarray]:
 def test_torch_gc_runs_once_per_step_on_the_averaged_gradient(torch_launch, run):
     facts, arrays = torch_launch
     assert [fact["apply_calls"][run] for fact in facts] == [STEPS] * WORLD
-    for step in range(STEPS):
-        before = [_get(a, f"{run}/step{step}/before") for a in arrays]
-        after = [_get(a, f"{run}/step{step}/after") for a in arrays]
-        # `apply` gets the same gradient on both processes: DDP's average.
-        assert _max_diff(before[0], before[1]) == 0.0, step
-        for rank in range(WORLD):
-            # In place, the wrapper leaves GC's result in `.grad`: once
-            # centralized with mode="gradient", untouched with mode="update".
-            expected = before[rank]
-            if run.endswith("gradient"):
-                expected = [_centralized(g) for g in expected]
-            assert _max_diff(after[rank], expected) < 1e-6, (step, rank)
-    # And that average is the gradient on the whole global batch.
+    for step, rank in itertools.product(range(STEPS), range(WORLD)):
+        before = _get(arrays[rank], f"{run}/step{step}/before")
+        after = _get(arrays[rank], f"{run}/step{step}/after")
+        # `apply` gets the same gradient on every process: DDP's average.
+        assert _max_diff(before, _get(arrays[0], f"{run}/step{step}/before")) == 0
+        if run.endswith("gradient"):
+            # GC, in place on `.grad`, made that average centralized.
+            expected = [_centralized(g) for g in before]
+            assert _max_diff(after, expected) < 1e-6, (step, rank)
+        else:
+            # GC left the gradient alone and centralized the step instead.
+            assert _max_diff(after, before) == 0, (step, rank)
+            steps = _get(arrays[rank], f"{run}/step{step}/step")
+            assert _max_diff(steps, [_centralized(s) for s in steps]) < 1e-7
+    # And that average is one process's gradient on the whole global batch.
     first = _get(arrays[0], f"{run}/step0/before")
     assert _max_diff(first, _first_global_gradient()) < TOLERANCE
 
