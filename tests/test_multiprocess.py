@@ -20,8 +20,11 @@ worst case, about sqrt(n) * 2**-24 = 1e-6 typically. Adam's division by
 sqrt(v) passes relative errors through unchanged, and the weights are of size
 about 1. The measured maximum over all backends and runs is in
 docs/distributed.md; `TOLERANCE = 2e-5` stays above the worst case, while
-skipping GC on one process moves the weights by at least 100 times as much
-(checked in every launch: process 1 then wraps its optimizer without GC).
+skipping GC on one process puts a process's weights at least 100 times as far
+(checked in every launch: process 1 then wraps its optimizer without GC). The
+PyTorch checks of each step's gradient and update use the same bound: their
+values are smaller (below 0.3), and without GC their per-output means are
+above 9e-4.
 """
 
 import importlib.util
@@ -258,12 +261,12 @@ def test_torch_gc_runs_once_per_step_on_the_averaged_gradient(torch_launch, run)
         if run.endswith("gradient"):
             # GC, in place on `.grad`, made that average centralized.
             expected = [_centralized(g) for g in before]
-            assert _max_diff(after, expected) < 1e-6, (step, rank)
+            assert _max_diff(after, expected) < TOLERANCE, (step, rank)
         else:
             # GC left the gradient alone and centralized the step instead.
             assert _max_diff(after, before) == 0, (step, rank)
             steps = _get(arrays[rank], f"{run}/step{step}/step")
-            assert _max_diff(steps, [_centralized(s) for s in steps]) < 1e-7
+            assert _max_diff(steps, [_centralized(s) for s in steps]) < TOLERANCE
     # And that average is one process's gradient on the whole global batch.
     first = _get(arrays[0], f"{run}/step0/before")
     assert _max_diff(first, _first_global_gradient()) < TOLERANCE
