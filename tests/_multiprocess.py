@@ -21,7 +21,6 @@ isolated launch that runs inside the namespace.
 """
 
 import contextlib
-import ctypes
 import dataclasses
 import functools
 import ipaddress
@@ -102,13 +101,12 @@ class _Child:
         stdout, stderr = logs.with_suffix(".out"), logs.with_suffix(".err")
         with stdout.open("wb") as out, stderr.open("wb") as err:
             process = subprocess.Popen(
-                list(argv),
+                _dying_with_parent(argv),
                 env={**os.environ, **env},
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
                 start_new_session=True,  # A process group, to kill its children.
-                preexec_fn=_die_with_parent,
             )
         return cls(process, stdout, stderr, " ".join(argv))
 
@@ -126,9 +124,21 @@ class _Child:
             self.process.wait()
 
 
-def _die_with_parent() -> None:
-    if sys.platform == "linux":
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+# Sets Linux's parent-death signal, then becomes the command. A `preexec_fn`
+# would do it without the extra exec, but forks a multithreaded interpreter
+# (JAX warns) and can deadlock there.
+_DIE_WITH_PARENT = (
+    "import ctypes, os, signal, sys; "
+    "ctypes.CDLL(None).prctl(1, signal.SIGKILL); "  # PR_SET_PDEATHSIG
+    "os.execvp(sys.argv[1], sys.argv[1:])"
+)
+
+
+def _dying_with_parent(argv: Sequence[str]) -> list[str]:
+    """`argv`, killed when the process that started it ends (on Linux)."""
+    if sys.platform != "linux":
+        return list(argv)
+    return [sys.executable, "-c", _DIE_WITH_PARENT, *argv]
 
 
 def _wait(children: Sequence[_Child], timeout: float) -> None:
@@ -183,7 +193,7 @@ def _run_isolated(commands: Sequence[Command], timeout: float) -> list[str]:
     )
     try:
         done = subprocess.run(
-            [*_UNSHARE, sys.executable, __file__, spec],
+            _dying_with_parent([*_UNSHARE, sys.executable, __file__, spec]),
             capture_output=True,
             text=True,
             timeout=timeout + 30,
