@@ -90,7 +90,7 @@ def build(session: nox.Session) -> None:
     (wheel,) = dist.glob("*.whl")
     smoke = Path("tests/wheel_smoke.py").resolve()
     for backend, pins in BACKENDS.items():
-        env = Path(session.create_tmp()) / f"wheel-{backend}"
+        env = (Path(session.create_tmp()) / f"wheel-{backend}").resolve()
         shutil.rmtree(env, ignore_errors=True)
         session.run(sys.executable, "-m", "venv", str(env), external=True)
         python = str(env / "bin" / "python")
