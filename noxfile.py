@@ -1,5 +1,5 @@
 """Sessions: `nox -s tests-jax tests-tensorflow tests-torch lint`, `demo-<backend>`,
-`bench-<backend>`, `docs`, `build`."""
+`bench-<backend>`, `docs`, `build`, `gpu-check` (on an NVIDIA GPU only)."""
 
 import shutil
 import sys
@@ -19,6 +19,14 @@ BACKENDS = {
     "tensorflow": ["tensorflow-cpu==2.21.0", "tensorboard==2.21.0"],
     "torch": ["torch==2.13.0"],
 }
+# CUDA builds for `gpu-check`, on Linux x86-64, where PyPI's torch wheel is the
+# CUDA one (here a local CPU wheel stands in for it).
+GPU_BACKENDS = {
+    "jax": ["jax[cuda12]==0.10.2"],
+    "tensorflow": ["tensorflow[and-cuda]==2.21.0", "tensorboard==2.21.0"],
+    "torch": ["torch==2.13.0"],
+}
+GPU_RESULTS = Path("gpu-results")
 
 
 def _install(session: nox.Session, backend: str, extra: str) -> None:
@@ -57,6 +65,44 @@ for _backend in BACKENDS:
             *(session.posargs or ["--output", f"bench-results/{backend}"]),
             env={"KERAS_BACKEND": backend},
         )
+
+    @nox.session(name=f"gpu-check-{_backend}", python="3.11")
+    def gpu_check_backend(session: nox.Session, backend: str = _backend) -> None:
+        """On an NVIDIA GPU: one backend's CUDA build, its tests, the quick bench."""
+        session.run("python", "-m", "benchmarks.gpu_check")  # before installing
+        session.install(*GPU_BACKENDS[backend])
+        session.install("-e", f".[test,bench-{backend}]")
+        env = {"KERAS_BACKEND": backend}
+        results = GPU_RESULTS / backend
+        results.mkdir(parents=True, exist_ok=True)
+        device = session.run(
+            "python", "-m", "benchmarks.gpu_check", "--backend", env=env, silent=True
+        )
+        (results / "device.txt").write_text(str(device))
+        session.log(f"device: {device}")
+        session.run(
+            "pytest", "-q", f"--junitxml={results}/tests.xml", *session.posargs, env=env
+        )
+        session.run(
+            "python",
+            "-m",
+            "benchmarks",
+            "--quick",
+            "--optimizers=adam",
+            "--seconds=5",
+            "--no-memory",
+            f"--output={results}",
+            env=env,
+        )
+
+
+@nox.session(name="gpu-check", venv_backend="none")
+def gpu_check(session: nox.Session) -> None:
+    """Checks for an NVIDIA GPU, failing at once without one, then runs
+    `gpu-check-<backend>` for each backend (results in gpu-results/)."""
+    session.run("python", "-m", "benchmarks.gpu_check")
+    for backend in BACKENDS:
+        session.notify(f"gpu-check-{backend}")
 
 
 @nox.session(python="3.11")

@@ -23,10 +23,14 @@ Workloads (`workloads`):
 - `resnet50`: `keras.applications.ResNet50(weights=None)` at a small input
   size (53 convolution kernels of many shapes).
 
-It also measures, unless told not to: the peak memory of each arm in a fresh
-process (`memory`), the GC pass alone against the machine's copy bandwidth
-(`gc_pass`), and the peers, optax's `centralize` on JAX and
-pytorch-optimizer's `centralize_gradient` on PyTorch (`peers`).
+It also measures, unless told not to: on JAX, the bytes and flops of the
+compiled step from XLA's cost analysis, which do not depend on the machine's
+load (`cost`); the peak memory of each arm in a fresh process (`memory`); the
+GC pass alone against its memory floor, and its fixed cost per kernel against
+the peers' (`gc_pass`, `floors`); and the peers in their own training loops,
+optax's `centralize` on JAX and pytorch-optimizer's `centralize_gradient` on
+PyTorch (`peers`). `python -m benchmarks.gpu_check` is the first step of
+`nox -s gpu-check`.
 
 It prints a table (`report`) and, with `--output DIR`, writes
 `benchmark-<backend>.json` (every number, every round) and

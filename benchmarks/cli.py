@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import benchmarks
+from benchmarks.cost import measure_cost
 from benchmarks.gc_pass import measure_gc_pass
 from benchmarks.memory import measure_memory, memory_child
 from benchmarks.peers import measure_peers
@@ -96,6 +97,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--resnet-batch", type=int, default=8)
     parser.add_argument("--memory-repeats", type=int, default=None)
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument(
+        "--no-cost",
+        action="store_true",
+        help="skip XLA's cost analysis of the compiled step (JAX only)",
+    )
     parser.add_argument("--no-gc-pass", action="store_true")
     parser.add_argument("--no-peers", action="store_true")
     parser.add_argument("--no-steps", action="store_true")
@@ -152,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict[str, Any] = {
         "environment": environment(argv, args.threads),
         "arguments": {k: str(v) for k, v in vars(args).items()},
+        "cost": [],
         "steps": [],
         "memory": [],
         "gc_pass": [],
@@ -159,6 +166,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     side_optimizers = ["adam"] if args.quick else args.optimizers
     for workload in args.workloads:
+        for optimizer in [] if args.no_cost else side_optimizers:
+            print(f"compiled cost: {workload} {optimizer}", flush=True)
+            cost = measure_cost(workload, optimizer, args)
+            results["cost"].append(
+                {"workload": workload, "optimizer": optimizer, "result": cost}
+            )
+            if isinstance(cost, str):
+                print(f"  {cost}", flush=True)
+                args.no_cost = True  # the same reason for every workload
+                break
         if not args.no_gc_pass:
             print(f"GC pass: {workload}", flush=True)
             results["gc_pass"].append(

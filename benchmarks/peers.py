@@ -162,6 +162,44 @@ def peer_torch(
     return result
 
 
+def peer_passes(
+    grads: list[Any],
+) -> dict[str, tuple[str, Callable[[], Any]]] | str:
+    """The peers' GC pass alone on `grads`, or why there is none.
+
+    Returns:
+        `{peer: (the way of running keras_gc's pass it compares with, pass)}`:
+        optax's `centralize` jitted, against `jax.jit(plan.centralize)`;
+        pytorch-optimizer's `centralize_gradient`, in place, against
+        `plan.centralize(grads, in_place=True)`.
+    """
+    try:
+        if BACKEND == "jax":
+            import jax
+            import optax
+
+            transform = optax.centralize()
+            jitted = jax.jit(lambda gs: transform.update(gs, transform.init(gs))[0])
+            return {
+                "optax.centralize": (
+                    "jit",
+                    lambda: jax.block_until_ready(jitted(grads)),
+                )
+            }
+        if BACKEND == "torch":
+            from pytorch_optimizer import centralize_gradient
+
+            return {
+                "pytorch_optimizer.centralize_gradient": (
+                    "in place",
+                    lambda: centralize_gradient(grads, gc_conv_only=False),
+                )
+            }
+    except ImportError as error:
+        return f"skipped: {error}"
+    return "no peer on this backend"
+
+
 def measure_peers(
     workload: str, optimizer: str, args: argparse.Namespace
 ) -> dict[str, Any] | str:

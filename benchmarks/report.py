@@ -11,6 +11,7 @@ from typing import Any
 import keras
 
 import keras_gc
+from benchmarks import floors
 from benchmarks.timing import FIT_OVERHEAD_SHARE, TARGETS, verdict
 from benchmarks.workloads import BACKEND
 
@@ -87,27 +88,8 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{r['growth_mib']['bare']:.0f} / "
                 f"{r['growth_mib']['gc']:.0f} | {row['optimizer_variables']} |"
             )
-    if results["gc_pass"]:
-        lines += [
-            "",
-            "The GC pass alone (`plan.centralize(grads)`), GB/s of centralized "
-            "gradient, next to a NumPy copy and a per-tensor `g * 2` of the "
-            "same tensors (in place: `g.mul_(1)`):",
-            "",
-            "| workload | tensors (GC) | MB (GC) | how | GC ms | GC GB/s | "
-            "g*2 GB/s | numpy copy GB/s |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for row in results["gc_pass"]:
-            r = row["result"]
-            for how, p in r["passes"].items():
-                lines.append(
-                    f"| {row['workload']} | {r['tensors']} ({r['centralized_tensors']})"
-                    f" | {r['centralized_bytes'] / 1e6:.1f} | {how} | "
-                    f"{p['centralize_seconds'] * 1e3:.3f} | "
-                    f"{p['centralize_gbps']:.2f} | {p['times2_gbps']:.2f} | "
-                    f"{r['numpy_copy_gbps']:.2f} |"
-                )
+    lines += cost_lines(results["cost"])
+    lines += gc_pass_lines(results["gc_pass"])
     if results["peers"]:
         lines += [
             "",
@@ -164,3 +146,96 @@ def environment(argv: Sequence[str], threads: int | None) -> dict[str, Any]:
 def load() -> str:
     """The machine's 1, 5 and 15-minute load averages."""
     return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def cost_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The compiled step's bytes and flops against their floors, as Markdown."""
+    if not rows:
+        return []
+    lines = [
+        "",
+        "The compiled training step (`jax.jit`), from XLA's cost analysis: "
+        "GC/bare, the floor/bare (bytes: one extra read of each centralized "
+        "kernel's gradient; flops: an addition and a subtraction per element) "
+        "and GC's excess over the floor. Target: bytes at most "
+        f"{floors.COMPILED_EXCESS_TARGET:.0%} over the floor.",
+        "",
+        "| workload | input | optimizer | GC MB (kernels) | bytes GC/bare | floor "
+        "| over floor | target | flops GC/bare | floor | over floor |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        r = row["result"]
+        if isinstance(r, str):
+            return ["", f"The compiled training step: {r}."]
+        b, f = r["bytes"], r["flops"]
+        lines.append(
+            f"| {row['workload']} | {'x'.join(map(str, r['input']))} | "
+            f"{row['optimizer']} | {r['centralized_bytes'] / 1e6:.1f} | "
+            f"{b['ratio']:.4f} | {b['floor_ratio']:.4f} | {b['excess']:+.2%} | "
+            f"{b['verdict']} | {f['ratio']:.4f} | {f['floor_ratio']:.4f} | "
+            f"{f['excess']:+.2%} |"
+        )
+    return lines
+
+
+def gc_pass_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The GC pass alone against its memory floor, and the peers', as Markdown."""
+    if not rows:
+        return []
+    lines = [
+        "",
+        "The GC pass alone (`plan.centralize(grads)`; in place: "
+        "`in_place=True`), fastest of many repetitions, against its floor: "
+        f"{floors.PASS_COPIES} copies of the centralized bytes at the NumPy copy "
+        "bandwidth of this process. Target: at most "
+        f"{floors.PASS_TARGET}x the floor. Per kernel: the time over the floor, "
+        "divided by the centralized kernels. `g*2`: the backend's cheapest "
+        "per-tensor op on the same tensors (in place: `g.mul_(1)`).",
+        "",
+        "| workload | tensors (GC) | MB (GC) | how | GC ms | floor ms | GC/floor "
+        "| target | per kernel us | GC GB/s | g*2 GB/s | copy GB/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    peers = []
+    for row in rows:
+        r = row["result"]
+        head = (
+            f"| {row['workload']} | {r['tensors']} ({r['centralized_tensors']}) | "
+            f"{r['centralized_bytes'] / 1e6:.1f}"
+        )
+        for how, p in r["passes"].items():
+            lines.append(
+                f"{head} | {how} | {_pass_cells(p, r['floor_seconds'])} | "
+                f"{p['times2_gbps']:.2f} | {r['numpy_copy_gbps']:.2f} |"
+            )
+        if isinstance(r["peers"], str):
+            peers.append(f"| {row['workload']} | {r['peers']} |" + " |" * 4)
+            continue
+        for name, p in r["peers"].items():
+            ours = r["passes"][p["versus"]]["per_kernel_seconds"]
+            peers.append(
+                f"| {row['workload']} | {name} | {p['per_kernel_seconds'] * 1e6:.2f} "
+                f"| keras_gc, {p['versus']} | {ours * 1e6:.2f} | {p['verdict']} |"
+            )
+    if not peers:
+        return lines
+    return [
+        *lines,
+        "",
+        "Fixed cost per centralized kernel, keras_gc against the peers on the "
+        "same gradients in the same run (target: keras_gc's at most the peer's):",
+        "",
+        "| workload | peer | peer us/kernel | keras_gc pass | keras_gc us/kernel "
+        "| target |",
+        "|---|---|---|---|---|---|",
+        *peers,
+    ]
+
+
+def _pass_cells(p: dict[str, Any], floor_seconds: float) -> str:
+    return (
+        f"{p['centralize_seconds'] * 1e3:.3f} | {floor_seconds * 1e3:.3f} | "
+        f"{p['floor_ratio']:.2f} | {p['verdict']} | "
+        f"{p['per_kernel_seconds'] * 1e6:.2f} | {p['centralize_gbps']:.2f}"
+    )

@@ -126,7 +126,19 @@ def test_runs_end_to_end(tmp_path):
     assert 0 < row["result"]["gc"]["ratio"]["median"] < 10
     assert row["result"]["gc"]["ratio"]["n"] == 2
     assert len(row["result"]["control"]["per_round"]) == 2
-    assert results["gc_pass"], "the GC pass was not measured"
+    (gc_pass,) = results["gc_pass"]
+    for row in gc_pass["result"]["passes"].values():
+        assert row["floor_ratio"] > 0
+        assert row["verdict"] in ("met", "missed")
+    (cost,) = results["cost"]
+    if backend == "jax":
+        # Deterministic: XLA's cost analysis; GC adds at least the floor's read.
+        assert (
+            cost["result"]["bytes"]["ratio"] >= cost["result"]["bytes"]["floor_ratio"]
+        )
+        assert cost["result"]["bytes"]["floor_ratio"] > 1
+    else:
+        assert cost["result"].startswith("no cost analysis")
     table = (tmp_path / f"benchmark-{backend}.md").read_text()
     assert "| dense60 | sgdm |" in table
     # The verdict, then the control's ratio.
