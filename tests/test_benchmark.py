@@ -143,3 +143,17 @@ def test_runs_end_to_end(tmp_path):
     assert "| dense60 | sgdm |" in table
     # The verdict, then the control's ratio.
     assert re.search(r"\| 1\.05: too few rounds \| \d\.\d{3} \[-\]", table)
+
+
+def test_plan_build_benchmark_runs():
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.plan_build", "--live-objects", "1000"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.search(
+        r"plan from the variables .* \d+\.\d+ s; plan\(model\)", result.stdout
+    )
