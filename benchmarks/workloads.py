@@ -9,6 +9,7 @@ import keras
 import numpy as np
 
 import keras_gc
+from examples.horse_or_human.model import build_model
 
 BACKEND = keras.backend.backend()
 WORKLOADS = ("hoh", "dense60", "resnet50")
@@ -30,38 +31,9 @@ Workload = tuple[Callable[[], keras.Model], np.ndarray, np.ndarray, str]
 
 
 def horse_or_human_cnn(size: int) -> keras.Sequential:
-    """The classic horse-or-human CNN on `size` x `size` RGB inputs.
-
-    Conv2D(16) MaxPool | Conv2D(32) Dropout MaxPool | Conv2D(64) Dropout
-    MaxPool | Flatten Dropout Dense(512) Dense(1, sigmoid), without
-    augmentation: the model of `examples/horse_or_human`, defined here so that
-    the benchmark does not depend on the example.
-
-    Args:
-        size: Height and width of the input images.
-
-    Returns:
-        An uncompiled `keras.Sequential`.
-    """
-    layers = keras.layers
-    return keras.Sequential(
-        [
-            keras.Input((size, size, 3)),
-            layers.Conv2D(16, 3, activation="relu"),
-            layers.MaxPooling2D(2),
-            layers.Conv2D(32, 3, activation="relu"),
-            layers.Dropout(0.5),
-            layers.MaxPooling2D(2),
-            layers.Conv2D(64, 3, activation="relu"),
-            layers.Dropout(0.5),
-            layers.MaxPooling2D(2),
-            layers.Flatten(),
-            layers.Dropout(0.5),
-            layers.Dense(512, activation="relu"),
-            layers.Dense(1, activation="sigmoid"),
-        ],
-        name="horse_or_human",
-    )
+    """The classic horse-or-human CNN on `size` x `size` RGB inputs, without
+    the random augmentation, so that only the optimizer moves the weights."""
+    return build_model(size, augment=False)
 
 
 def dense_stack(depth: int = 60, width: int = 64, classes: int = 10) -> keras.Model:

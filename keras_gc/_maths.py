@@ -6,7 +6,7 @@ functions wherever they have no faster way.
 """
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from keras import backend, ops
@@ -87,14 +87,24 @@ def refuse_in_place(gradients: Sequence[Any], in_place: Sequence[bool]) -> None:
             )
 
 
+def centralize_each(
+    centralize: Callable[[Any, tuple[int, ...]], Any],
+    gradients: Sequence[Any],
+    axes: Sequence[tuple[int, ...]],
+    in_place: Sequence[bool],
+) -> list[Any]:
+    """`centralize` on each gradient of a list, over its own axes, none in place."""
+    refuse_in_place(gradients, in_place)
+    return [centralize(g, a) for g, a in zip(gradients, axes, strict=True)]
+
+
 def centralize_all_reference(
     gradients: Sequence[Any],
     axes: Sequence[tuple[int, ...]],
     in_place: Sequence[bool],
 ) -> list[Any]:
     """`centralize_reference` on a list, each gradient over its own axes."""
-    refuse_in_place(gradients, in_place)
-    return [centralize_reference(g, a) for g, a in zip(gradients, axes, strict=True)]
+    return centralize_each(centralize_reference, gradients, axes, in_place)
 
 
 def is_float32_over_leading(gradient: Any, axes: tuple[int, ...]) -> bool:

@@ -16,9 +16,9 @@ import jax
 from keras import ops
 
 from keras_gc._maths import (
+    centralize_each,
     centralize_reference,
     is_float32_over_leading,
-    refuse_in_place,
 )
 from keras_gc.backend.generic import do_not_convert, own_gradients
 
@@ -48,5 +48,4 @@ def centralize_all(
     in_place: Sequence[bool],
 ) -> list[Any]:
     """`centralize` on a list; JAX arrays cannot be overwritten."""
-    refuse_in_place(gradients, in_place)
-    return [centralize(g, a) for g, a in zip(gradients, axes, strict=True)]
+    return centralize_each(centralize, gradients, axes, in_place)

@@ -24,9 +24,9 @@ import tensorflow as tf
 from keras import ops
 
 from keras_gc._maths import (
+    centralize_each,
     centralize_reference,
     is_float32_over_leading,
-    refuse_in_place,
 )
 from keras_gc.backend.generic import own_gradients
 
@@ -61,10 +61,9 @@ def centralize_all(
     in_place: Sequence[bool],
 ) -> list[Any]:
     """`centralize` on a list: one graph call when eager."""
-    refuse_in_place(gradients, in_place)
-    if gradients and tf.executing_eagerly():
+    if gradients and not any(in_place) and tf.executing_eagerly():
         return graph_centralize_all(tuple(axes))(list(gradients))
-    return [centralize(g, a) for g, a in zip(gradients, axes, strict=True)]
+    return centralize_each(centralize, gradients, axes, in_place)
 
 
 @functools.cache

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from keras_gc._maths import centralize_reference, refuse_in_place
+from keras_gc._maths import centralize_each, centralize_reference
 from keras_gc.backend.generic import do_not_convert
 
 __all__ = ["centralize", "centralize_all", "do_not_convert", "own_gradients"]
@@ -38,8 +38,7 @@ def centralize_all(
 ) -> list[Any]:
     """`centralize` on a list, overwriting the gradients `in_place` marks."""
     if not all(_is_float_tensor(g) for g in gradients):
-        refuse_in_place(gradients, in_place)
-        return [centralize(g, a) for g, a in zip(gradients, axes, strict=True)]
+        return centralize_each(centralize, gradients, axes, in_place)
     means = _means(gradients, axes)
     result = list(gradients)
     for overwrite in (True, False):
