@@ -118,10 +118,11 @@ class _Child:
         return f"`{self.name}` exited with {code}. Its stderr:\n{tail}"
 
     def kill(self) -> None:
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        # The whole group, even when its leader is done: a launcher such as
+        # torchrun may leave its workers behind.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
 
 
 # Sets Linux's parent-death signal, then becomes the command. A `preexec_fn`
@@ -206,23 +207,29 @@ def _run_isolated(commands: Sequence[Command], timeout: float) -> list[str]:
     return json.loads(done.stdout)
 
 
-def _loopback_up() -> None:
-    """Brings up `lo`, which a new network namespace starts with down."""
+_IFF_UP = 0x1
+_IFREQ = "16sH22x"  # struct ifreq: the name, then the flags.
+
+
+def _interface_flags(name: str, set_to: int | None = None) -> int:
+    """An interface's flags (SIOCGIFFLAGS), after setting them (SIOCSIFFLAGS)."""
     import fcntl
     import struct
 
-    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
     with socket.socket() as s:
-        request = struct.pack("16sH22x", b"lo", 0)
-        flags = struct.unpack("16sH22x", fcntl.ioctl(s, siocgifflags, request))[1]
-        fcntl.ioctl(s, siocsifflags, struct.pack("16sH22x", b"lo", flags | iff_up))
+        if set_to is not None:
+            fcntl.ioctl(s, 0x8914, struct.pack(_IFREQ, name.encode(), set_to))
+        reply = fcntl.ioctl(s, 0x8913, struct.pack(_IFREQ, name.encode(), 0))
+    return struct.unpack(_IFREQ, reply)[1]
 
 
 def _namespace_main(argument: str) -> None:
-    _loopback_up()
-    interfaces = [name for _, name in socket.if_nameindex()]
-    if interfaces != ["lo"]:
-        raise SystemExit(f"the namespace has interfaces {interfaces}, not only lo")
+    # A new network namespace has its own devices, all down: loopback, and on
+    # some kernels tunnel devices, which lead nowhere while down.
+    _interface_flags("lo", set_to=_interface_flags("lo") | _IFF_UP)
+    up = [n for _, n in socket.if_nameindex() if _interface_flags(n) & _IFF_UP]
+    if up != ["lo"]:
+        raise SystemExit(f"interfaces {up} are up in the namespace, not only lo")
     if argument == "--probe":
         print("ok")
         return

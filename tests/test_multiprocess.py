@@ -94,18 +94,18 @@ def _max_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
     return max(float(np.max(np.abs(x - y))) for x, y in zip(a, b, strict=True))
 
 
-def _fit_one_process(
-    run: str, rows: slice = slice(None), batch: int = 16
-) -> list[np.ndarray]:
-    """Plain `fit` in this process on `rows` of the data, `batch` at a time."""
+def _fit_one_process(run: str, share: int | None = None) -> list[np.ndarray]:
+    """Plain `fit` in this process on the global batches, or on process
+    `share`'s half of each."""
     common = _common()
     model = common.make_model()
     model.compile(optimizer=make_optimizer(run, rank=0), loss="mse")
     x, y = common.make_data()
+    rows = slice(None) if share is None else slice(share, None, WORLD)
     model.fit(
         x[rows],
         y[rows],
-        batch_size=batch,
+        batch_size=common.GLOBAL_BATCH // (1 if share is None else WORLD),
         epochs=common.EPOCHS,
         shuffle=False,
         verbose=0,
@@ -115,7 +115,7 @@ def _fit_one_process(
 
 @pytest.fixture(scope="module")
 def one_process() -> dict[str, list[np.ndarray]]:
-    """The single-process weights of every run (fit is lazy per backend)."""
+    """One process's weights after each run, on the backend under test."""
     return {run: _fit_one_process(run) for run in RUNS}
 
 
@@ -238,12 +238,13 @@ def _centralized(gradient: np.ndarray) -> np.ndarray:
 
 
 def _first_global_gradient() -> list[np.ndarray]:
-    """One process's gradient on the first global batch of 16."""
+    """One process's gradient on the first global batch."""
     import torch
 
     common = _common()
     model = common.make_model()
-    x, y = (torch.from_numpy(a[:16]) for a in common.make_data())
+    first = slice(common.GLOBAL_BATCH)
+    x, y = (torch.from_numpy(a[first]) for a in common.make_data())
     torch.mean((model(x) - y) ** 2).backward()
     return [v.value.grad.numpy() for v in model.trainable_variables]
 
@@ -285,7 +286,7 @@ def test_torch_keras_fit_does_not_average_under_ddp(torch_launch):
     fitted = [_get(a, "fit") for a in arrays]
     assert _max_diff(fitted[0], fitted[1]) > 100 * TOLERANCE
     for rank in range(WORLD):
-        alone = _fit_one_process("sgd/gradient", slice(rank, None, WORLD), batch=8)
+        alone = _fit_one_process("sgd/gradient", share=rank)
         assert _max_diff(fitted[rank], alone) < TOLERANCE, rank
 
 
