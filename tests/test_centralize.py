@@ -298,5 +298,8 @@ def test_backend_fast_path_matches_the_keras_ops_reference(dtype, compiled):
     for g, w, t, a in zip(got, want, tensors, axes, strict=True):
         assert g.dtype == w.dtype == held
         exact = _reference(_numpy(t).astype("float64"), a)
-        np.testing.assert_allclose(g, w, atol=tolerance)
         np.testing.assert_allclose(g, exact, rtol=tolerance, atol=tolerance)
+        # Agree with the reference within its own error: Keras' torch mean of
+        # float64 accumulates in float32.
+        slack = np.abs(w.astype("float64") - exact).max()
+        np.testing.assert_allclose(g, w, rtol=0, atol=tolerance + slack)
