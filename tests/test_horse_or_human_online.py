@@ -128,19 +128,22 @@ def test_wrong_checksum_stops_and_keeps_nothing(served, keras_home, tmp_path):
     train, validation = _archives(served)
     wrong = hoh.Archive(train.url, train.size, "0" * 64)
     with pytest.raises(hoh.DataError) as error:
-        command.main(["--data", "real", *TINY], archives=(wrong, validation))
+        options = ["--data", "real", *TINY, "--output", str(tmp_path / "out")]
+        command.main(options, archives=(wrong, validation))
     message = str(error.value)
     assert train.url in message and "0" * 64 in message and train.sha256 in message
     assert "not kept" in message
     assert list(keras_home.iterdir()) == []
 
 
-def test_cut_download_stops_and_keeps_nothing(served, keras_home):
+def test_cut_download_stops_and_keeps_nothing(served, keras_home, tmp_path):
     base, root = served
     train, validation = _archives(served)
     cut = _archive(base, root, "horse-or-human.zip", prefix="cut/")
     with pytest.raises(hoh.DataError, match="stopped early") as error:
-        command.main(["--data", "auto", *TINY], archives=(cut, validation))
+        # `auto` would fall back to synthetic data if this were a network error.
+        options = ["--data", "auto", *TINY, "--output", str(tmp_path / "out")]
+        command.main(options, archives=(cut, validation))
     assert cut.url in str(error.value)
     assert f"out of {train.size} bytes" in str(error.value)
     assert list(keras_home.iterdir()) == []
