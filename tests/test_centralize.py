@@ -198,13 +198,20 @@ def test_torch_averages_small_same_shaped_kernels_as_one_stack(monkeypatch, in_p
 
 @pytest.mark.jax
 @pytest.mark.parametrize(
-    ("compiled", "contracts"), [(False, False), (True, True)], ids=["eager", "jit"]
+    ("shape", "axes", "compiled", "contracts"),
+    [
+        ((24, 16), (0,), False, False),
+        ((24, 16), (0,), True, True),
+        ((3, 3, 8, 16), (0, 1, 2), True, False),
+    ],
+    ids=["matrix-eager", "matrix-jit", "conv-jit"],
 )
-def test_jax_contracts_kernels_with_ones_under_jit_only(
-    monkeypatch, compiled, contracts
+def test_jax_contracts_matrices_with_ones_under_jit_only(
+    monkeypatch, shape, axes, compiled, contracts
 ):
-    # Under jit, XLA on CPU splits a mean over leading axes into two kernels
-    # and a contraction with ones is one; op by op, one mean dispatches faster.
+    # Under jit, XLA on CPU splits a mean over a matrix's first axis into two
+    # kernels and a contraction with ones is one; op by op, one mean
+    # dispatches faster; a convolution kernel's dot would copy it first.
     from keras_gc.backend import jax as fast
 
     calls = []
@@ -214,11 +221,56 @@ def test_jax_contracts_kernels_with_ones_under_jit_only(
         "tensordot",
         lambda *args, **kwargs: calls.append(args) or tensordot(*args, **kwargs),
     )
-    g = np.random.default_rng(0).standard_normal((3, 3, 8, 16)).astype("float32")
+    g = np.random.default_rng(0).standard_normal(shape).astype("float32")
     run = _compiled if compiled else _eager
-    result = _numpy(run(lambda x: keras_gc.centralize(x, (0, 1, 2)))(g))
+    result = _numpy(run(lambda x: keras_gc.centralize(x, axes))(g))
     assert bool(calls) is contracts
-    np.testing.assert_allclose(result, _reference(g, (0, 1, 2)), atol=1e-6)
+    np.testing.assert_allclose(result, _reference(g, axes), atol=1e-6)
+
+
+@pytest.mark.jax
+def test_jax_step_copies_no_convolution_kernel_gradient():
+    # XLA writes a convolution's kernel gradient in the backward
+    # convolution's layout. A fused GC reads it once more for the mean and
+    # nothing else; a copy of it into another layout would double that.
+    import jax
+
+    def compiled_step(optimizer):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential(
+            [
+                keras.Input((12, 12, 3)),
+                keras.layers.Conv2D(8, 3),
+                keras.layers.Conv2D(16, 3),
+                keras.layers.Flatten(),
+                keras.layers.Dense(1),
+            ]
+        )
+        optimizer.build(model.trainable_variables)
+
+        def step(trainable, slots, x):
+            def loss(trainable):
+                y, _ = model.stateless_call(trainable, [], x)
+                return ops.mean(y**2)
+
+            grads = jax.grad(loss)(trainable)
+            return optimizer.stateless_apply(slots, grads, trainable)
+
+        values = [v.value for v in model.trainable_variables]
+        x = np.ones((4, 12, 12, 3), "float32")
+        lowered = jax.jit(step).lower(values, [v.value for v in optimizer.variables], x)
+        return lowered.compile().as_text()
+
+    def kernel_copies(hlo):
+        return [
+            line
+            for line in hlo.splitlines()
+            if " copy(" in line and ("f32[3,3,3,8]" in line or "f32[3,3,8,16]" in line)
+        ]
+
+    bare = compiled_step(keras.optimizers.SGD(0.1))
+    with_gc = compiled_step(keras_gc.wrap(keras.optimizers.SGD(0.1)))
+    assert len(kernel_copies(with_gc)) == len(kernel_copies(bare))
 
 
 @pytest.mark.parametrize(

@@ -1,14 +1,16 @@
-"""JAX: the mean over a kernel's input axes as one contraction, under jit.
+"""JAX: a matrix kernel's mean as one contraction with ones, under jit.
 
-XLA on CPU splits `keras.ops.mean` over a kernel's leading axes into two
-kernels per variable; the same sum taken as a contraction with ones (still
-`keras.ops.tensordot`) is a single dot. Two things need JAX itself: telling a
-traced call from an eager one (op by op, one reduction dispatches faster than
-the contraction's ops), and asking for full float32 precision, since GPUs and
-TPUs would otherwise take the dot in TF32 or bfloat16.
+XLA on CPU splits `keras.ops.mean` over a matrix's first axis into two
+kernels; the same sum taken as a contraction with ones (still
+`keras.ops.tensordot`) is a single dot. Convolution kernels keep the mean:
+XLA writes their gradient in the layout of the backward convolution, which
+a reduction reads as it is but a dot first copies into row-major order, one
+more read and write of the whole kernel. Two things need JAX itself: telling
+a traced call from an eager one (op by op, one reduction dispatches faster
+than the contraction's ops), and asking for full float32 precision, since
+GPUs and TPUs would otherwise take the dot in TF32 or bfloat16.
 """
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,20 +28,18 @@ __all__ = ["centralize", "centralize_all", "do_not_convert", "own_gradients"]
 
 
 def centralize(gradient: Any, axes: tuple[int, ...]) -> Any:
-    """`centralize_reference`, with the contraction for traced kernels."""
+    """`centralize_reference`, with the contraction for traced matrices."""
     gradient = ops.convert_to_tensor(gradient)
-    if not isinstance(gradient, jax.core.Tracer) or not is_float32_over_leading(
-        gradient, axes
+    if (
+        not isinstance(gradient, jax.core.Tracer)
+        or len(gradient.shape) != 2
+        or not is_float32_over_leading(gradient, axes)
     ):
         return centralize_reference(gradient, axes)
-    shape = tuple(gradient.shape)
-    count = len(axes)
-    # A contraction, not a reshape to 2-D: merging the input axes would make
-    # XLA gather a kernel sharded along one of them.
+    rows = gradient.shape[0]
     with jax.default_matmul_precision("highest"):
-        total = ops.tensordot(ops.ones(shape[:count], "float32"), gradient, axes=count)
-    mean = ops.reshape(total / math.prod(shape[:count]), (1,) * count + shape[count:])
-    return gradient - mean
+        total = ops.tensordot(ops.ones((rows,), "float32"), gradient, axes=1)
+    return gradient - ops.reshape(total / rows, (1, -1))
 
 
 def centralize_all(
