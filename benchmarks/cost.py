@@ -2,7 +2,9 @@
 
 The step is built from `model.stateless_call` and `optimizer.stateless_apply`,
 compiled by `jax.jit`, and `compiled.cost_analysis()` gives the bytes it
-accesses and its flops. These do not depend on the machine's load, so they
+accesses and its flops. The optimized HLO gives the ops the step launches
+(`launched_ops`): a fused GC adds one per centralized kernel, its mean, since
+a reduction cannot share a loop with the update that reads its result. These do not depend on the machine's load, so they
 settle what a per-step time on a shared machine cannot: how far a fused GC is
 from its floor, one extra read of each centralized kernel's gradient
 (`benchmarks.floors`). Only JAX: TensorFlow compiles with XLA under
@@ -11,6 +13,7 @@ gives the HLO text only), and torch does not compile with XLA.
 """
 
 import argparse
+import re
 from typing import Any
 
 import keras
@@ -19,6 +22,9 @@ import numpy as np
 import keras_gc
 from benchmarks import floors
 from benchmarks.workloads import BACKEND, build_workload, make_loss, make_optimizer
+
+# Entry-computation instructions that launch no work of their own.
+_NO_WORK = frozenset(("parameter", "constant", "bitcast", "tuple", "get-tuple-element"))
 
 # The horse-or-human CNN at the size and batch of the classic course.
 COST_SHAPES = {"hoh_size": 150, "hoh_batch": 32}
@@ -41,7 +47,8 @@ def step_cost(
         loss: A Keras loss function.
 
     Returns:
-        `{"bytes": ..., "flops": ...}` from XLA's cost analysis.
+        `{"bytes": ..., "flops": ...}` from XLA's cost analysis, and `"ops"`,
+        the ops the compiled step launches (`launched_ops`).
     """
     import jax
 
@@ -68,10 +75,39 @@ def step_cost(
             optimizer.variables,
         )
     ]
-    analysis = jax.jit(step).lower(*values, x, y).compile().cost_analysis()
+    compiled = jax.jit(step).lower(*values, x, y).compile()
+    analysis = compiled.cost_analysis()
     if isinstance(analysis, list):  # older jaxlibs: one dict per computation
         analysis = analysis[0]
-    return {"bytes": analysis["bytes accessed"], "flops": analysis["flops"]}
+    return {
+        "bytes": analysis["bytes accessed"],
+        "flops": analysis["flops"],
+        "ops": launched_ops(compiled.as_text()),
+    }
+
+
+def launched_ops(hlo: str) -> int:
+    """The ops an optimized HLO module's entry computation launches.
+
+    Each fusion, convolution, dot, copy or other instruction of the entry
+    computation is one kernel (a thunk on CPU, a launch on GPU); parameters,
+    constants, bitcasts and tuples move no data.
+
+    Args:
+        hlo: `compiled.as_text()` of a jitted function.
+
+    Returns:
+        The number of such instructions.
+    """
+    entry = re.search(r"^ENTRY [^\n]*\{\n(.*?)^\}", hlo, re.DOTALL | re.MULTILINE)
+    if entry is None:
+        raise ValueError("No ENTRY computation in the HLO text.")
+    opcodes = re.findall(
+        r"^\s*(?:ROOT )?%\S+ = (?:\([^=]*?\)|\S+) ([\w-]+)\(",
+        entry.group(1),
+        re.MULTILINE,
+    )
+    return sum(opcode not in _NO_WORK for opcode in opcodes)
 
 
 def measure_cost(
@@ -99,9 +135,8 @@ def measure_cost(
         costs[arm] = step_cost(
             model, keras_gc.wrap(opt) if arm == "gc" else opt, x, y, loss
         )
-    elements, nbytes = floors.sizes(
-        [e.shape for e in keras_gc.plan(model) if e.centralized]
-    )
+    shapes = [e.shape for e in keras_gc.plan(model) if e.centralized]
+    elements, nbytes = floors.sizes(shapes)
     return {
         "input": list(x.shape),
         "centralized_elements": elements,
@@ -118,6 +153,11 @@ def measure_cost(
             costs["gc"]["flops"],
             floors.flops_floor(costs["bare"]["flops"], elements),
         ),
+        "ops": {
+            "added_per_kernel": (costs["gc"]["ops"] - costs["bare"]["ops"])
+            / len(shapes),
+            "floor_per_kernel": floors.COMPILED_OPS_PER_KERNEL,
+        },
     }
 
 

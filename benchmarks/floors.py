@@ -14,6 +14,9 @@ from collections.abc import Iterable
 
 # A fused GC may add at most this share over the floor of a compiled step.
 COMPILED_EXCESS_TARGET = 0.01
+# A fused GC launches one op per kernel, its mean: a reduction cannot share a
+# loop with the update that reads its result.
+COMPILED_OPS_PER_KERNEL = 1
 # An unfused GC pass may take at most this many times its memory floor.
 PASS_TARGET = 1.25
 # Reads and writes of the unfused pass, in copies of the gradient's bytes.

@@ -158,11 +158,14 @@ def cost_lines(rows: list[dict[str, Any]]) -> list[str]:
         "GC/bare, the floor/bare (bytes: one extra read of each centralized "
         "kernel's gradient; flops: an addition and a subtraction per element) "
         "and GC's excess over the floor. Target: bytes at most "
-        f"{floors.COMPILED_EXCESS_TARGET:.0%} over the floor.",
+        f"{floors.COMPILED_EXCESS_TARGET:.0%} over the floor. Ops: those the "
+        "compiled step launches, GC's added ones per centralized kernel (floor: "
+        f"{floors.COMPILED_OPS_PER_KERNEL}, the mean).",
         "",
         "| workload | input | optimizer | GC MB (kernels) | bytes GC/bare | floor "
-        "| over floor | target | flops GC/bare | floor | over floor |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| over floor | target | flops GC/bare | floor | over floor "
+        "| ops bare | ops GC | added per kernel |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         r = row["result"]
@@ -174,7 +177,8 @@ def cost_lines(rows: list[dict[str, Any]]) -> list[str]:
             f"{row['optimizer']} | {r['centralized_bytes'] / 1e6:.1f} | "
             f"{b['ratio']:.4f} | {b['floor_ratio']:.4f} | {b['excess']:+.2%} | "
             f"{b['verdict']} | {f['ratio']:.4f} | {f['floor_ratio']:.4f} | "
-            f"{f['excess']:+.2%} |"
+            f"{f['excess']:+.2%} | {r['bare']['ops']} | {r['gc']['ops']} | "
+            f"{r['ops']['added_per_kernel']:.2f} |"
         )
     return lines
 

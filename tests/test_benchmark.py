@@ -140,6 +140,8 @@ def test_runs_end_to_end(tmp_path):
             cost["result"]["bytes"]["ratio"] >= cost["result"]["bytes"]["floor_ratio"]
         )
         assert cost["result"]["bytes"]["floor_ratio"] > 1
+        ops = cost["result"]["ops"]
+        assert ops["added_per_kernel"] >= ops["floor_per_kernel"] == 1
     else:
         assert cost["result"].startswith("no cost analysis")
     table = (tmp_path / f"benchmark-{backend}.md").read_text()

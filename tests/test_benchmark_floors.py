@@ -71,3 +71,29 @@ def test_compiled_comparison(gc, excess, verdict):
 def test_floors_count_the_kernels_a_hand_count_gives(model, elements):
     shapes = [e.shape for e in keras_gc.plan(model()) if e.centralized]
     assert floors.sizes(shapes) == (elements, 4 * elements)
+
+
+def test_launched_ops_count_the_entry_computations_work():
+    # Two fusions and a dot launch work; parameters, a constant, a bitcast,
+    # tuples and the fused computation's own instructions do not count.
+    hlo = """HloModule jit_step
+
+%fused_computation (param_0: f32[4,3]) -> f32[4,3] {
+  %param_0 = f32[4,3]{1,0} parameter(0)
+  ROOT %negate.1 = f32[4,3]{1,0} negate(%param_0)
+}
+
+ENTRY %main.9 (Arg_0.1: f32[4,3]) -> (f32[4,3], f32[1,3]) {
+  %Arg_0.1 = f32[4,3]{1,0} parameter(0)
+  %constant.2 = f32[4]{0} constant({1, 1, 1, 1})
+  %fusion.3 = f32[4,3]{1,0} fusion(%Arg_0.1), kind=kLoop, calls=%fused_computation
+  %bitcast.4 = f32[1,4]{1,0} bitcast(%constant.2)
+  %dot.5 = f32[1,3]{1,0} dot(%bitcast.4, %fusion.3), lhs_contracting_dims={1}
+  %fusion.6 = (f32[4,3]{1,0}, f32[4,3]{1,0}) fusion(%fusion.3), kind=kLoop
+  %get-tuple-element.7 = f32[4,3]{1,0} get-tuple-element(%fusion.6), index=0
+  ROOT %tuple.8 = (f32[4,3]{1,0}, f32[1,3]{1,0}) tuple(%get-tuple-element.7, %dot.5)
+}
+"""
+    assert cost.launched_ops(hlo) == 3
+    with pytest.raises(ValueError, match="No ENTRY"):
+        cost.launched_ops("HloModule empty")
