@@ -11,6 +11,12 @@ is set beside the peers' (`benchmarks.peers.peer_passes`) on the same
 gradients. Next to it is the backend's cheapest per-tensor op (`g * 2`) on the
 same tensors. On torch also "in place", what the wrapper runs in `fit` on the
 variables' own `.grad`, next to `g.mul_(1)`.
+
+A compiled pass (`jax.jit`, `tf.function`) is also timed against the same
+call that returns its inputs: passing a list of tensors into a compiled
+function and back costs the same whatever it computes, and a training step
+does not pay it for GC, which runs inside the step. The pass's fixed cost per
+kernel is given with and without that call.
 """
 
 import argparse
@@ -36,10 +42,12 @@ def sync(values: Any) -> Any:
     return values
 
 
-def gc_pass_functions(
-    plan: keras_gc.Plan, grads: list[Any]
-) -> dict[str, tuple[Callable[[], Any], Callable[[], Any]]]:
-    """{how: (centralize, per-tensor g * 2)} for each way the pass can run."""
+Pass = tuple[Callable[[], Any], Callable[[], Any], Callable[[], Any] | None]
+
+
+def gc_pass_functions(plan: keras_gc.Plan, grads: list[Any]) -> dict[str, Pass]:
+    """{how: (centralize, per-tensor g * 2, the same call doing nothing)} for
+    each way the pass can run; an eager pass has no call of its own (`None`)."""
 
     def centralize() -> Any:
         return sync(plan.centralize(grads))
@@ -47,22 +55,25 @@ def gc_pass_functions(
     def double() -> Any:
         return sync([g * 2 for g in grads])
 
-    functions = {"eager": (centralize, double)}
+    functions: dict[str, Pass] = {"eager": (centralize, double, None)}
     if BACKEND == "torch":
         # What the wrapper runs in torch `fit`, on the variables' own `.grad`
         # (centralizing twice changes nothing, so repeats cost the same).
         functions["in place"] = (
             lambda: plan.centralize(grads, in_place=True),
             lambda: [g.mul_(1.0) for g in grads],
+            None,
         )
     if BACKEND == "jax":
         import jax
 
         jit_centralize = jax.jit(plan.centralize)
         jit_double = jax.jit(lambda gs: [g * 2 for g in gs])
+        jit_call = jax.jit(lambda gs: gs)
         functions["jit"] = (
             lambda: sync(jit_centralize(grads)),
             lambda: sync(jit_double(grads)),
+            lambda: sync(jit_call(grads)),
         )
     elif BACKEND == "tensorflow":
         import tensorflow as tf
@@ -70,9 +81,13 @@ def gc_pass_functions(
         for how, jit in (("graph", False), ("jit", True)):
             g_centralize = tf.function(plan.centralize, jit_compile=jit)
             g_double = tf.function(lambda gs: [g * 2 for g in gs], jit_compile=jit)
+            g_call = tf.function(
+                lambda gs: [tf.identity(g) for g in gs], jit_compile=jit
+            )
             functions[how] = (
                 lambda f=g_centralize: f(grads),
                 lambda f=g_double: f(grads),
+                lambda f=g_call: f(grads),
             )
     return functions
 
@@ -121,12 +136,18 @@ def measure_gc_pass(workload: str, args: argparse.Namespace) -> dict[str, Any]:
         "passes": {},
         "peers": {},
     }
-    for how, (centralize, double) in gc_pass_functions(plan, grads).items():
+    for how, (centralize, double, call) in gc_pass_functions(plan, grads).items():
         double_s = best_seconds(double, repeats, number)
+        centralize_s = best_seconds(centralize, repeats, number)
+        call_s = 0.0 if call is None else best_seconds(call, repeats, number)
         result["passes"][how] = {
-            **against_floor(best_seconds(centralize, repeats, number)),
+            **against_floor(centralize_s),
             "times2_seconds": double_s,
             "times2_gbps": all_bytes / double_s / 1e9,
+            "call_seconds": call_s,
+            "per_kernel_in_call_seconds": floors.per_kernel_seconds(
+                centralize_s - call_s, floor_s, kernels
+            ),
         }
     # The per-kernel cost shows where kernels are many and small.
     peers = peer_passes(grads) if workload == "dense60" else {}

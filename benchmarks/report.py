@@ -195,11 +195,14 @@ def gc_pass_lines(rows: list[dict[str, Any]]) -> list[str]:
         "bandwidth of this process. Target: at most "
         f"{floors.PASS_TARGET}x the floor. Per kernel: the time over the floor, "
         "divided by the centralized kernels. `g*2`: the backend's cheapest "
-        "per-tensor op on the same tensors (in place: `g.mul_(1)`).",
+        "per-tensor op on the same tensors (in place: `g.mul_(1)`). Call ms: "
+        "a compiled pass's call returning its inputs, which a training step "
+        "does not pay for GC; in-call per kernel: the per-kernel cost without it.",
         "",
         "| workload | tensors (GC) | MB (GC) | how | GC ms | floor ms | GC/floor "
-        "| target | per kernel us | GC GB/s | g*2 GB/s | copy GB/s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| target | per kernel us | GC GB/s | g*2 GB/s | copy GB/s | call ms "
+        "| in-call per kernel us |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     peers = []
     for row in rows:
@@ -211,7 +214,9 @@ def gc_pass_lines(rows: list[dict[str, Any]]) -> list[str]:
         for how, p in r["passes"].items():
             lines.append(
                 f"{head} | {how} | {_pass_cells(p, r['floor_seconds'])} | "
-                f"{p['times2_gbps']:.2f} | {r['numpy_copy_gbps']:.2f} |"
+                f"{p['times2_gbps']:.2f} | {r['numpy_copy_gbps']:.2f} | "
+                f"{p['call_seconds'] * 1e3:.3f} | "
+                f"{p['per_kernel_in_call_seconds'] * 1e6:.2f} |"
             )
         if isinstance(r["peers"], str):
             peers.append(f"| {row['workload']} | {r['peers']} |" + " |" * 4)

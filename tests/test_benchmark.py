@@ -130,9 +130,12 @@ def test_runs_end_to_end(tmp_path):
     assert row["result"]["gc"]["ratio"]["n"] == 2
     assert len(row["result"]["control"]["per_round"]) == 2
     (gc_pass,) = results["gc_pass"]
-    for row in gc_pass["result"]["passes"].values():
+    for how, row in gc_pass["result"]["passes"].items():
         assert row["floor_ratio"] > 0
         assert row["verdict"] in ("met", "missed")
+        # A compiled pass's own call is timed apart; an eager pass has none.
+        assert (row["call_seconds"] > 0) is (how in ("jit", "graph"))
+        assert row["per_kernel_in_call_seconds"] <= row["per_kernel_seconds"]
     (cost,) = results["cost"]
     if backend == "jax":
         # Deterministic: XLA's cost analysis; GC adds at least the floor's read.
