@@ -196,8 +196,9 @@ def gc_pass_lines(rows: list[dict[str, Any]]) -> list[str]:
         f"{floors.PASS_TARGET}x the floor. Per kernel: the time over the floor, "
         "divided by the centralized kernels. `g*2`: the backend's cheapest "
         "per-tensor op on the same tensors (in place: `g.mul_(1)`). Call ms: "
-        "a compiled pass's call returning its inputs, which a training step "
-        "does not pay for GC; in-call per kernel: the per-kernel cost without it.",
+        "the call of a pass compiled alone, doing nothing (a training step "
+        "does not pay this for GC); in-call per kernel: the per-kernel cost "
+        "without it.",
         "",
         "| workload | tensors (GC) | MB (GC) | how | GC ms | floor ms | GC/floor "
         "| target | per kernel us | GC GB/s | g*2 GB/s | copy GB/s | call ms "
@@ -215,8 +216,8 @@ def gc_pass_lines(rows: list[dict[str, Any]]) -> list[str]:
             lines.append(
                 f"{head} | {how} | {_pass_cells(p, r['floor_seconds'])} | "
                 f"{p['times2_gbps']:.2f} | {r['numpy_copy_gbps']:.2f} | "
-                f"{p['call_seconds'] * 1e3:.3f} | "
-                f"{p['per_kernel_in_call_seconds'] * 1e6:.2f} |"
+                f"{_scaled(p['call_seconds'], 1e3, '.3f')} | "
+                f"{_scaled(p['per_kernel_in_call_seconds'], 1e6, '.2f')} |"
             )
         if isinstance(r["peers"], str):
             peers.append(f"| {row['workload']} | {r['peers']} |" + " |" * 4)
@@ -240,6 +241,10 @@ def gc_pass_lines(rows: list[dict[str, Any]]) -> list[str]:
         "|---|---|---|---|---|---|",
         *peers,
     ]
+
+
+def _scaled(value: float | None, scale: float, spec: str) -> str:
+    return "-" if value is None else format(value * scale, spec)
 
 
 def _pass_cells(p: dict[str, Any], floor_seconds: float) -> str:

@@ -5,6 +5,7 @@ the Keras layer that owns it; nothing is decided per step.
 """
 
 import dataclasses
+import functools
 import math
 import re
 import warnings
@@ -107,21 +108,24 @@ class Plan(Sequence[VariablePlan]):
         in_place: Sequence[bool],
     ) -> list[Any]:
         """`centralize`, overwriting the gradients that `in_place` marks."""
-        entries = (
-            self.entries if indices is None else [self.entries[i] for i in indices]
-        )
-        if len(gradients) != len(entries):
+        expected = len(self.entries) if indices is None else len(indices)
+        if len(gradients) != expected:
             raise ValueError(
-                f"Expected {len(entries)} gradients, one per planned variable, "
+                f"Expected {expected} gradients, one per planned variable, "
                 f"but received {len(gradients)}."
             )
+        targets = self._targets if indices is None else self._targets_at(indices)
         chosen: list[int] = []
         axes: list[tuple[int, ...]] = []
-        for i, (gradient, entry) in enumerate(zip(gradients, entries, strict=True)):
-            if entry.axes is None or gradient is None or _skip_sparse(gradient, entry):
+        for i, axis in targets:
+            gradient = gradients[i]
+            if gradient is None:
+                continue
+            if type(gradient).__name__ == "IndexedSlices":
+                _warn_sparse(self.entries[i if indices is None else indices[i]])
                 continue
             chosen.append(i)
-            axes.append(entry.axes)
+            axes.append(axis)
         result = list(gradients)
         centered = centralize_all(
             [gradients[i] for i in chosen], axes, [in_place[i] for i in chosen]
@@ -129,6 +133,21 @@ class Plan(Sequence[VariablePlan]):
         for i, gradient in zip(chosen, centered, strict=True):
             result[i] = gradient
         return result
+
+    @functools.cached_property
+    def _targets(self) -> tuple[tuple[int, tuple[int, ...]], ...]:
+        # Per step, only the centralized entries are visited.
+        return self._targets_at(range(len(self.entries)))
+
+    def _targets_at(
+        self, indices: Sequence[int]
+    ) -> tuple[tuple[int, tuple[int, ...]], ...]:
+        """(position in `indices`, axes) of each centralized entry they name."""
+        return tuple(
+            (position, axes)
+            for position, axes in enumerate(self.entries[i].axes for i in indices)
+            if axes is not None
+        )
 
     def __str__(self) -> str:
         rows = [("path", "shape", "layer", "GC", "output axes", "reason")]
@@ -164,17 +183,14 @@ class Plan(Sequence[VariablePlan]):
         return "\n".join(lines)
 
 
-def _skip_sparse(gradient: Any, entry: VariablePlan) -> bool:
-    """Whether a gradient is sparse, which GC leaves alone, saying so."""
-    if type(gradient).__name__ != "IndexedSlices":
-        return False
+def _warn_sparse(entry: VariablePlan) -> None:
+    """Says that a sparse gradient is left alone, as GC leaves it."""
     warnings.warn(
         f"The gradient of `{entry.path}` is sparse (tf.IndexedSlices) and is "
         "left uncentralized. Densify it (`tf.convert_to_tensor`) to "
         "centralize it.",
         stacklevel=4,
     )
-    return True
 
 
 def plan(target: Any, **options: Unpack[OptionsKwargs]) -> Plan:

@@ -133,9 +133,13 @@ def test_runs_end_to_end(tmp_path):
     for how, row in gc_pass["result"]["passes"].items():
         assert row["floor_ratio"] > 0
         assert row["verdict"] in ("met", "missed")
-        # A compiled pass's own call is timed apart; an eager pass has none.
-        assert (row["call_seconds"] > 0) is (how in ("jit", "graph"))
-        assert row["per_kernel_in_call_seconds"] <= row["per_kernel_seconds"]
+        # A pass compiled alone has its call timed apart; an eager pass has no
+        # call of its own, and TensorFlow's XLA copies what it returns.
+        compiled = how == "graph" or (how == "jit" and backend == "jax")
+        assert (row["call_seconds"] is not None) is compiled
+        if compiled:
+            assert row["call_seconds"] > 0
+            assert row["per_kernel_in_call_seconds"] < row["per_kernel_seconds"]
     (cost,) = results["cost"]
     if backend == "jax":
         # Deterministic: XLA's cost analysis; GC adds at least the floor's read.

@@ -124,8 +124,23 @@ def test_sparse_embedding_gradients_on_tensorflow():
 
     forced = keras_gc.wrap(keras.optimizers.SGD(0.1), output_axes={"embeddings": 0})
     model.compile(optimizer=forced, loss="mse")
-    with pytest.warns(UserWarning, match="sparse"):
+    with pytest.warns(UserWarning, match="/embedding/embeddings` is sparse"):
         model.fit(x, y, verbose=0)
+
+
+@pytest.mark.tensorflow
+def test_sparse_gradient_by_index_names_its_own_variable():
+    import tensorflow as tf
+
+    first = keras.Variable(np.ones((3, 2), "float32"), name="first")
+    second = keras.Variable(np.ones((4, 2), "float32"), name="second")
+    plan = keras_gc.plan([first, second])
+    sparse = tf.IndexedSlices(tf.ones((1, 2)), tf.constant([0]), tf.constant([4, 2]))
+    dense = np.array([[1.0, 2.0], [3.0, 6.0], [5.0, 10.0]], "float32")
+    with pytest.warns(UserWarning, match="`second` is sparse"):
+        sparse_out, dense_out = plan.centralize([sparse, dense], indices=[1, 0])
+    assert sparse_out is sparse
+    np.testing.assert_allclose(dense_out, dense - dense.mean(axis=0), atol=1e-6)
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])

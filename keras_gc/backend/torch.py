@@ -9,6 +9,8 @@ small kernels that share a shape as one stack, subtracts every mean in one
 as `torch.nn.utils.clip_grad_norm_` does, sparing a new tensor per kernel.
 """
 
+import functools
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,14 +39,18 @@ def centralize_all(
     in_place: Sequence[bool],
 ) -> list[Any]:
     """`centralize` on a list, overwriting the gradients `in_place` marks."""
-    if not all(_is_float_tensor(g) for g in gradients):
+    gradients = list(gradients)
+    if not all(map(_is_float_tensor, gradients)):
         return centralize_each(centralize, gradients, axes, in_place)
-    means = _means(gradients, axes)
-    result = list(gradients)
+    means = _means(gradients, tuple(axes))
+    if all(in_place):
+        torch._foreach_sub_(gradients, means)
+        return gradients
+    if not any(in_place):
+        return list(torch._foreach_sub(gradients, means))
+    result = gradients
     for overwrite in (True, False):
         chosen = [i for i, flag in enumerate(in_place) if flag is overwrite]
-        if not chosen:
-            continue
         grads = [gradients[i] for i in chosen]
         chosen_means = [means[i] for i in chosen]
         if overwrite:
@@ -75,28 +81,43 @@ def _is_float_tensor(gradient: Any) -> bool:
     return isinstance(gradient, torch.Tensor) and gradient.is_floating_point()
 
 
-def _means(gradients: Sequence[Any], axes: Sequence[tuple[int, ...]]) -> list[Any]:
+def _means(gradients: list[Any], axes: tuple[tuple[int, ...], ...]) -> list[Any]:
     """`_mean` of each gradient; small ones that share a shape, dtype, device
     and axes are averaged together, as one stack."""
-    groups: dict[Any, list[int]] = {}
-    for i, (gradient, axis) in enumerate(zip(gradients, axes, strict=True)):
-        if gradient.numel() > STACK_MAX_ELEMENTS:
-            groups[i] = [i]
-            continue
-        key = (gradient.shape, gradient.dtype, gradient.device, axis)
-        groups.setdefault(key, []).append(i)
+    signature = tuple([(g.shape, g.dtype, g.device) for g in gradients])
     means: list[Any] = [None] * len(gradients)
-    for members in groups.values():
+    for members, member_axes in _groups(signature, axes):
         if len(members) == 1:
             (i,) = members
-            means[i] = _mean(gradients[i], axes[i])
+            means[i] = _mean(gradients[i], member_axes)
             continue
         stack = torch.stack([gradients[i] for i in members])
-        rank = stack.dim() - 1
-        stacked_axes = tuple(a % rank + 1 for a in axes[members[0]])
-        for i, mean in zip(members, _mean(stack, stacked_axes).unbind(0), strict=True):
+        for i, mean in zip(members, _mean(stack, member_axes).unbind(0), strict=True):
             means[i] = mean
     return means
+
+
+# A training loop passes the same shapes every step: group them once.
+@functools.lru_cache(maxsize=8)
+def _groups(
+    signature: tuple[tuple[Any, Any, Any], ...], axes: tuple[tuple[int, ...], ...]
+) -> tuple[tuple[tuple[int, ...], tuple[int, ...]], ...]:
+    """(members, axes) per group of gradients averaged together; a stacked
+    group's axes are those of its stack."""
+    groups: dict[Any, list[int]] = {}
+    for i, ((shape, dtype, device), axis) in enumerate(
+        zip(signature, axes, strict=True)
+    ):
+        small = math.prod(shape) <= STACK_MAX_ELEMENTS
+        groups.setdefault((shape, dtype, device, axis) if small else i, []).append(i)
+    result = []
+    for members in groups.values():
+        axis = axes[members[0]]
+        if len(members) > 1:
+            rank = len(signature[members[0]][0])
+            axis = tuple(a % rank + 1 for a in axis)
+        result.append((tuple(members), axis))
+    return tuple(result)
 
 
 def _mean(gradient: Any, axes: tuple[int, ...]) -> Any:
