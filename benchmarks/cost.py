@@ -4,12 +4,13 @@ The step is built from `model.stateless_call` and `optimizer.stateless_apply`,
 compiled by `jax.jit`, and `compiled.cost_analysis()` gives the bytes it
 accesses and its flops. The optimized HLO gives the ops the step launches
 (`launched_ops`): a fused GC adds one per centralized kernel, its mean, since
-a reduction cannot share a loop with the update that reads its result. These do not depend on the machine's load, so they
-settle what a per-step time on a shared machine cannot: how far a fused GC is
-from its floor, one extra read of each centralized kernel's gradient
-(`benchmarks.floors`). Only JAX: TensorFlow compiles with XLA under
-`jit_compile=True` but exposes no cost analysis (`experimental_get_compiler_ir`
-gives the HLO text only), and torch does not compile with XLA.
+a reduction cannot share a loop with the update that reads its result. These
+figures do not depend on the machine's load, so they settle what a per-step
+time on a shared machine cannot: how far a fused GC is from its floor, one
+extra read of each centralized kernel's gradient (`benchmarks.floors`). Only
+JAX: TensorFlow compiles with XLA under `jit_compile=True` but exposes no cost
+analysis (`experimental_get_compiler_ir` gives the HLO text only), and torch
+does not compile with XLA.
 """
 
 import argparse

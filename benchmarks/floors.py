@@ -70,6 +70,25 @@ def pass_floor_seconds(centralized_bytes: float, copy_bytes_per_second: float) -
     return PASS_COPIES * centralized_bytes / copy_bytes_per_second
 
 
+def backend_floor_seconds(
+    centralized_bytes: float, all_bytes: float, times2_seconds: float
+) -> float:
+    """The least time the backend's own ops can give an unfused GC pass.
+
+    Args:
+        centralized_bytes: Total bytes of the gradients the pass centralizes.
+        all_bytes: Total bytes of the gradients `g * 2` ran on.
+        times2_seconds: The time of `g * 2` (a read and a write of each
+            tensor: one copy) on all of them, the backend's cheapest
+            per-tensor op.
+
+    Returns:
+        The seconds of `PASS_COPIES` copies of `centralized_bytes` at the
+        bandwidth of `g * 2`.
+    """
+    return PASS_COPIES * times2_seconds * centralized_bytes / all_bytes
+
+
 def per_kernel_seconds(seconds: float, floor_seconds: float, kernels: int) -> float:
     """A pass's fixed cost per kernel: its time over its memory floor, per kernel.
 

@@ -9,7 +9,8 @@ tenants of the machine can only slow a pass down. What is over the floor,
 divided by the kernels, is the pass's fixed cost per kernel; on `dense60` it
 is set beside the peers' (`benchmarks.peers.peer_passes`) on the same
 gradients. Next to it is the backend's cheapest per-tensor op (`g * 2`) on the
-same tensors. On torch also "in place", what the wrapper runs in `fit` on the
+same tensors, and the pass against 1.5 of those: the floor the backend's own
+ops allow. On torch also "in place", what the wrapper runs in `fit` on the
 variables' own `.grad`, next to `g.mul_(1)`.
 
 A pass compiled on its own (`jax.jit`, a `tf.function` graph) is also timed
@@ -88,7 +89,7 @@ def gc_pass_functions(plan: keras_gc.Plan, grads: list[Any]) -> dict[str, Pass]:
             functions[how] = (
                 lambda f=g_centralize: f(grads),
                 lambda f=g_double: f(grads),
-                None if jit else lambda: g_call(grads),
+                None if jit else lambda f=g_call: f(grads),
             )
     return functions
 
@@ -145,6 +146,8 @@ def measure_gc_pass(workload: str, args: argparse.Namespace) -> dict[str, Any]:
             **against_floor(centralize_s),
             "times2_seconds": double_s,
             "times2_gbps": all_bytes / double_s / 1e9,
+            "backend_floor_ratio": centralize_s
+            / floors.backend_floor_seconds(gc_bytes, all_bytes, double_s),
             "call_seconds": call_s,
             "per_kernel_in_call_seconds": None
             if call_s is None

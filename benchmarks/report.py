@@ -195,15 +195,16 @@ def gc_pass_lines(rows: list[dict[str, Any]]) -> list[str]:
         "bandwidth of this process. Target: at most "
         f"{floors.PASS_TARGET}x the floor. Per kernel: the time over the floor, "
         "divided by the centralized kernels. `g*2`: the backend's cheapest "
-        "per-tensor op on the same tensors (in place: `g.mul_(1)`). Call ms: "
+        "per-tensor op on the same tensors (in place: `g.mul_(1)`); GC/g*2 floor: "
+        f"the pass against {floors.PASS_COPIES} of those over its bytes. Call ms: "
         "the call of a pass compiled alone, doing nothing (a training step "
         "does not pay this for GC); in-call per kernel: the per-kernel cost "
         "without it.",
         "",
         "| workload | tensors (GC) | MB (GC) | how | GC ms | floor ms | GC/floor "
-        "| target | per kernel us | GC GB/s | g*2 GB/s | copy GB/s | call ms "
-        "| in-call per kernel us |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| target | per kernel us | GC GB/s | g*2 GB/s | copy GB/s | GC/g*2 floor "
+        "| call ms | in-call per kernel us |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     peers = []
     for row in rows:
@@ -216,6 +217,7 @@ def gc_pass_lines(rows: list[dict[str, Any]]) -> list[str]:
             lines.append(
                 f"{head} | {how} | {_pass_cells(p, r['floor_seconds'])} | "
                 f"{p['times2_gbps']:.2f} | {r['numpy_copy_gbps']:.2f} | "
+                f"{p['backend_floor_ratio']:.2f} | "
                 f"{_scaled(p['call_seconds'], 1e3, '.3f')} | "
                 f"{_scaled(p['per_kernel_in_call_seconds'], 1e6, '.2f')} |"
             )

@@ -133,6 +133,7 @@ def test_runs_end_to_end(tmp_path):
     for how, row in gc_pass["result"]["passes"].items():
         assert row["floor_ratio"] > 0
         assert row["verdict"] in ("met", "missed")
+        assert row["backend_floor_ratio"] > 0
         # A pass compiled alone has its call timed apart; an eager pass has no
         # call of its own, and TensorFlow's XLA copies what it returns.
         compiled = how == "graph" or (how == "jit" and backend == "jax")

@@ -22,6 +22,11 @@ def test_unfused_pass_floor_is_a_read_then_a_read_and_a_write():
     assert floors.pass_floor_seconds(1e6, 2e9) == pytest.approx(7.5e-4)
 
 
+def test_backend_floor_is_one_and_a_half_of_its_cheapest_op_on_the_kernels():
+    # `g * 2` on 4 MB in 2 ms; GC on 1 MB of them: 1.5 x 0.5 ms.
+    assert floors.backend_floor_seconds(1e6, 4e6, 2e-3) == pytest.approx(7.5e-4)
+
+
 def test_fixed_cost_per_kernel_is_the_time_over_the_floor_per_kernel():
     assert floors.per_kernel_seconds(0.7e-3, 0.1e-3, 60) == pytest.approx(1e-5)
     # Beating a one-threaded copy with several threads gives a negative cost.
