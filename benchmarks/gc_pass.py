@@ -1,6 +1,7 @@
 """The GC pass alone: `plan.centralize(gradients)`, against its memory floor.
 
-The gradients have the workload's shapes. An unfused pass reads each kernel
+The gradients have the workload's shapes. The ops each pass runs are counted
+too (`benchmarks.op_counts`). An unfused pass reads each kernel
 gradient once for the mean, then reads and writes it for the subtraction: its
 floor is 1.5 copies of those bytes at the copy bandwidth of this process (a
 NumPy copy of the same number of bytes), measured in the same run
@@ -30,7 +31,7 @@ import keras
 import numpy as np
 
 import keras_gc
-from benchmarks import floors
+from benchmarks import floors, op_counts
 from benchmarks.peers import peer_passes
 from benchmarks.timing import best_seconds
 from benchmarks.workloads import BACKEND, build_workload
@@ -138,11 +139,15 @@ def measure_gc_pass(workload: str, args: argparse.Namespace) -> dict[str, Any]:
         "passes": {},
         "peers": {},
     }
+    counted = pass_ops(plan, grads)
     for how, (centralize, double, call) in gc_pass_functions(plan, grads).items():
         double_s = best_seconds(double, repeats, number)
         centralize_s = best_seconds(centralize, repeats, number)
         call_s = None if call is None else best_seconds(call, repeats, number)
+        ops = counted.get(how)
         result["passes"][how] = {
+            "ops": ops,
+            "ops_per_kernel": None if ops is None else ops["ops"] / kernels,
             **against_floor(centralize_s),
             "times2_seconds": double_s,
             "times2_gbps": all_bytes / double_s / 1e9,
@@ -162,9 +167,28 @@ def measure_gc_pass(workload: str, args: argparse.Namespace) -> dict[str, Any]:
         row = against_floor(best_seconds(peer, repeats, number))
         mine = result["passes"][ours]["per_kernel_seconds"]
         row["versus"] = ours
+        row["ops"] = op_counts.torch_ops(peer) if BACKEND == "torch" else None
         row["verdict"] = floors.at_most(mine, row["per_kernel_seconds"])
         result["peers"][name] = row
     return result
+
+
+def pass_ops(plan: keras_gc.Plan, grads: list[Any]) -> dict[str, dict[str, float]]:
+    """{how: the ops it runs (`benchmarks.op_counts`)} where they can be counted."""
+    if BACKEND == "torch":
+        return {
+            "eager": op_counts.torch_ops(lambda: plan.centralize(grads)),
+            "in place": op_counts.torch_ops(
+                lambda: plan.centralize(grads, in_place=True)
+            ),
+        }
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        return {"graph": op_counts.tf_graph_ops(tf.function(plan.centralize), grads)}
+    if BACKEND == "jax":
+        return {"jit": op_counts.jax_ops(plan.centralize, grads)}
+    return {}
 
 
 def check_against_numpy(

@@ -199,12 +199,14 @@ def gc_pass_lines(rows: list[dict[str, Any]]) -> list[str]:
         f"the pass against {floors.PASS_COPIES} of those over its bytes. Call ms: "
         "the call of a pass compiled alone, doing nothing (a training step "
         "does not pay this for GC); in-call per kernel: the per-kernel cost "
-        "without it.",
+        "without it. Ops per kernel: the ops the pass runs (torch: aten ops, "
+        "nested ones included; a TensorFlow graph's ops; what jax.jit launches), per "
+        "centralized kernel; % in ops: torch's share of the time inside them.",
         "",
         "| workload | tensors (GC) | MB (GC) | how | GC ms | floor ms | GC/floor "
         "| target | per kernel us | GC GB/s | g*2 GB/s | copy GB/s | GC/g*2 floor "
-        "| call ms | in-call per kernel us |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| call ms | in-call per kernel us | ops per kernel | % in ops |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     peers = []
     for row in rows:
@@ -219,16 +221,26 @@ def gc_pass_lines(rows: list[dict[str, Any]]) -> list[str]:
                 f"{p['times2_gbps']:.2f} | {r['numpy_copy_gbps']:.2f} | "
                 f"{p['backend_floor_ratio']:.2f} | "
                 f"{_scaled(p['call_seconds'], 1e3, '.3f')} | "
-                f"{_scaled(p['per_kernel_in_call_seconds'], 1e6, '.2f')} |"
+                f"{_scaled(p['per_kernel_in_call_seconds'], 1e6, '.2f')} | "
+                f"{_scaled(p['ops_per_kernel'], 1, '.2f')} | "
+                f"{_scaled((p['ops'] or {}).get('inside_share'), 100, '.0f')} |"
             )
         if isinstance(r["peers"], str):
-            peers.append(f"| {row['workload']} | {r['peers']} |" + " |" * 4)
+            peers.append(f"| {row['workload']} | {r['peers']} |" + " |" * 6)
             continue
         for name, p in r["peers"].items():
             ours = r["passes"][p["versus"]]["per_kernel_seconds"]
+            mine = r["passes"][p["versus"]]["ops"]
+            ops = (
+                f"{p['ops']['ops'] / r['centralized_tensors']:.2f} | "
+                f"{mine['ops'] / r['centralized_tensors']:.2f}"
+                if p["ops"] and mine
+                else "- | -"
+            )
             peers.append(
                 f"| {row['workload']} | {name} | {p['per_kernel_seconds'] * 1e6:.2f} "
-                f"| keras_gc, {p['versus']} | {ours * 1e6:.2f} | {p['verdict']} |"
+                f"| keras_gc, {p['versus']} | {ours * 1e6:.2f} | {p['verdict']} "
+                f"| {ops} |"
             )
     if not peers:
         return lines
@@ -239,8 +251,8 @@ def gc_pass_lines(rows: list[dict[str, Any]]) -> list[str]:
         "same gradients in the same run (target: keras_gc's at most the peer's):",
         "",
         "| workload | peer | peer us/kernel | keras_gc pass | keras_gc us/kernel "
-        "| target |",
-        "|---|---|---|---|---|---|",
+        "| target | peer ops/kernel | keras_gc ops/kernel |",
+        "|---|---|---|---|---|---|---|---|",
         *peers,
     ]
 

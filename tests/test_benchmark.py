@@ -134,6 +134,12 @@ def test_runs_end_to_end(tmp_path):
         assert row["floor_ratio"] > 0
         assert row["verdict"] in ("met", "missed")
         assert row["backend_floor_ratio"] > 0
+        counted = {"torch": ("eager", "in place"), "tensorflow": ("graph",)}
+        if how in counted.get(backend, ("jit",)):
+            # At least one op per kernel: its mean or its subtraction.
+            assert row["ops_per_kernel"] >= 1
+        else:
+            assert row["ops"] is None
         # A pass compiled alone has its call timed apart; an eager pass has no
         # call of its own, and TensorFlow's XLA copies what it returns.
         compiled = how == "graph" or (how == "jit" and backend == "jax")
