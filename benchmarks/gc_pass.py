@@ -1,7 +1,6 @@
 """The GC pass alone: `plan.centralize(gradients)`, against its memory floor.
 
-The gradients have the workload's shapes. The ops each pass runs are counted
-too (`benchmarks.op_counts`). An unfused pass reads each kernel
+The gradients have the workload's shapes. An unfused pass reads each kernel
 gradient once for the mean, then reads and writes it for the subtraction: its
 floor is 1.5 copies of those bytes at the copy bandwidth of this process (a
 NumPy copy of the same number of bytes), measured in the same run
@@ -9,10 +8,12 @@ NumPy copy of the same number of bytes), measured in the same run
 tenants of the machine can only slow a pass down. What is over the floor,
 divided by the kernels, is the pass's fixed cost per kernel; on `dense60` it
 is set beside the peers' (`benchmarks.peers.peer_passes`) on the same
-gradients. Next to it is the backend's cheapest per-tensor op (`g * 2`) on the
-same tensors, and the pass against 1.5 of those: the floor the backend's own
-ops allow. On torch also "in place", what the wrapper runs in `fit` on the
-variables' own `.grad`, next to `g.mul_(1)`.
+gradients, the two passes timed in alternating rounds. Next to it is the
+backend's cheapest per-tensor op (`g * 2`) on the same tensors, and the pass
+against 1.5 of those: the floor the backend's own ops allow. On torch also
+"in place", what the wrapper runs in `fit` on the variables' own `.grad`,
+next to `g.mul_(1)`. The ops each pass runs are counted too
+(`benchmarks.op_counts`).
 
 A pass compiled on its own (`jax.jit`, a `tf.function` graph) is also timed
 against the same call doing nothing (a graph returning its inputs; under
@@ -33,7 +34,7 @@ import numpy as np
 import keras_gc
 from benchmarks import floors, op_counts
 from benchmarks.peers import peer_passes
-from benchmarks.timing import best_seconds
+from benchmarks.timing import best_seconds, paired_best_seconds
 from benchmarks.workloads import BACKEND, build_workload
 
 
@@ -140,7 +141,8 @@ def measure_gc_pass(workload: str, args: argparse.Namespace) -> dict[str, Any]:
         "peers": {},
     }
     counted = pass_ops(plan, grads)
-    for how, (centralize, double, call) in gc_pass_functions(plan, grads).items():
+    functions = gc_pass_functions(plan, grads)
+    for how, (centralize, double, call) in functions.items():
         double_s = best_seconds(double, repeats, number)
         centralize_s = best_seconds(centralize, repeats, number)
         call_s = None if call is None else best_seconds(call, repeats, number)
@@ -164,9 +166,13 @@ def measure_gc_pass(workload: str, args: argparse.Namespace) -> dict[str, Any]:
         result["peers"] = peers
         return result
     for name, (ours, peer) in peers.items():
-        row = against_floor(best_seconds(peer, repeats, number))
-        mine = result["passes"][ours]["per_kernel_seconds"]
+        paired = paired_best_seconds(
+            {"keras_gc": functions[ours][0], "peer": peer}, 4, repeats, number
+        )
+        row = against_floor(paired["peer"])
+        mine = against_floor(paired["keras_gc"])["per_kernel_seconds"]
         row["versus"] = ours
+        row["keras_gc_per_kernel_seconds"] = mine
         row["ops"] = op_counts.torch_ops(peer) if BACKEND == "torch" else None
         row["verdict"] = floors.at_most(mine, row["per_kernel_seconds"])
         result["peers"][name] = row

@@ -160,6 +160,25 @@ def best_seconds(function: Callable[[], Any], repeats: int, number: int) -> floa
     return min(samples)
 
 
+def paired_best_seconds(
+    functions: dict[str, Callable[[], Any]], rounds: int, repeats: int, number: int
+) -> dict[str, float]:
+    """`best_seconds` of each function, over `rounds` that take them in turn.
+
+    Timing one function after another would credit a change in the machine's
+    load to one of them; alternating them spreads it over both.
+    """
+    best = dict.fromkeys(functions, math.inf)
+    for round_ in range(rounds):
+        names = list(functions)
+        if round_ % 2:
+            names.reverse()
+        for name in names:
+            seconds = best_seconds(functions[name], repeats, number)
+            best[name] = min(best[name], seconds)
+    return best
+
+
 def _seconds(run: Callable[[], None]) -> float:
     start = time.perf_counter()
     run()

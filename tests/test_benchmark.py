@@ -65,6 +65,30 @@ def test_each_arm_runs_in_each_place_of_a_round_equally_often():
         assert sorted(r[place] for r in rounds) == ["a"] * 4 + ["b"] * 4 + ["c"] * 4
 
 
+def test_paired_best_seconds_alternate_and_keep_each_ones_fastest(monkeypatch):
+    # The fake clock ticks once per reading; "slow" sleeps 3 ticks a call.
+    clock = {"now": 0}
+
+    def perf_counter():
+        clock["now"] += 1
+        return clock["now"]
+
+    monkeypatch.setattr(timing.time, "perf_counter", perf_counter)
+    order = []
+
+    def fast():
+        order.append("fast")
+
+    def slow():
+        order.append("slow")
+        clock["now"] += 3
+
+    best = timing.paired_best_seconds({"fast": fast, "slow": slow}, 2, 1, 1)
+    assert best == {"fast": 1, "slow": 4}
+    # Three calls (two warm-up, one timed) each, "fast" first, then reversed.
+    assert order == ["fast"] * 3 + ["slow"] * 6 + ["fast"] * 3
+
+
 # The 95% interval of a median from order statistics x(k)..x(n+1-k), k the
 # largest with P(Binomial(n, 1/2) < k) <= 2.5% (e.g. Conover, Practical
 # Nonparametric Statistics, 3rd ed., section 3.2). P(Binomial < k) is 1/64,
