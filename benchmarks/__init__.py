@@ -24,10 +24,11 @@ Workloads (`workloads`):
   size (53 convolution kernels of many shapes).
 
 It also measures, unless told not to: on JAX, the bytes and flops of the
-compiled step from XLA's cost analysis, which do not depend on the machine's
-load (`cost`); the peak memory of each arm in a fresh process (`memory`); the
-GC pass alone against its memory floor, and its fixed cost per kernel against
-the peers' (`gc_pass`, `floors`); and the peers in their own training loops,
+compiled step from XLA's cost analysis and the ops it launches, which do not
+depend on the machine's load (`cost`); the peak memory of each arm in a fresh
+process (`memory`); the GC pass alone against its memory floor and its
+backend's, the ops it runs, and its fixed cost per kernel against the peers'
+(`gc_pass`, `op_counts`, `floors`); and the peers in their own training loops,
 optax's `centralize` on JAX and pytorch-optimizer's `centralize_gradient` on
 PyTorch (`peers`). `python -m benchmarks.gpu_check` is the first step of
 `nox -s gpu-check`.
