@@ -279,6 +279,8 @@ def test_none_gradients_pass_through():
     model = _conv_and_dense_model()
     result = keras_gc.centralize_gradients([None] * 4, model.trainable_variables)
     assert result == [None] * 4
+    # Nothing to overwrite: no backend refuses, torch's `_foreach` ops included.
+    assert keras_gc.plan(model).centralize([None] * 4, in_place=True) == [None] * 4
 
 
 def test_wrong_number_of_gradients():

@@ -40,6 +40,8 @@ def centralize_all(
 ) -> list[Any]:
     """`centralize` on a list, overwriting the gradients `in_place` marks."""
     gradients = list(gradients)
+    if not gradients:  # torch's `_foreach` ops refuse empty lists
+        return gradients
     if not all(map(_is_float_tensor, gradients)):
         return centralize_each(centralize, gradients, axes, in_place)
     means = _means(gradients, tuple(axes))
