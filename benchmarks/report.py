@@ -33,20 +33,24 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         f"Command: `{env['command']}`. Load average at start/end: "
         f"{env['load_start']} / {env['load_end']}.",
-        "",
-        "Per-step time of `keras_gc.wrap(opt)` / bare `opt`: median of per-round "
-        "ratios [its 95% confidence interval] (interquartile range), interleaved "
-        "rounds. A round is one `fit` over enough steps that `fit`'s own fixed "
-        f"cost is at most {FIT_OVERHEAD_SHARE:.0%} of it (that cost is in the "
-        "last column). Target: the ratio keras-gc aims to stay under; `met` when "
-        "the whole interval is under it, `missed` when it is all over it. "
-        "Control (with `--control`): a third twin, bare too, timed in the same "
-        "rounds: how far apart two identical arms come out.",
-        "",
-        "| workload | optimizer | mode | bare ms/step | GC ms/step | GC/bare "
-        "| target | control/bare | rounds x steps | `fit` fixed cost ms |",
-        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    if results["steps"]:
+        lines += [
+            "",
+            "Per-step time of `keras_gc.wrap(opt)` / bare `opt`: median of "
+            "per-round ratios [its 95% confidence interval] (interquartile range), "
+            "interleaved rounds. A round is one `fit` over enough steps that "
+            f"`fit`'s own fixed cost is at most {FIT_OVERHEAD_SHARE:.0%} of it "
+            "(that cost is in the last column). Target: the ratio keras-gc aims to "
+            "stay under; `met` when the whole interval is under it, `missed` when "
+            "it is all over it. Control (with `--control`): a third twin, bare "
+            "too, timed in the same rounds: how far apart two identical arms come "
+            "out.",
+            "",
+            "| workload | optimizer | mode | bare ms/step | GC ms/step | GC/bare "
+            "| target | control/bare | rounds x steps | `fit` fixed cost ms |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
     for row in results["steps"]:
         seconds = row["result"]["seconds"]
         calibration = row["result"].get("fit_calibration")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import timing
+from benchmarks import report, timing
 
 ROOT = Path(__file__).parents[1]
 
@@ -87,6 +87,18 @@ def test_paired_best_seconds_alternate_and_keep_each_ones_fastest(monkeypatch):
     assert best == {"fast": 1, "slow": 4}
     # Three calls (two warm-up, one timed) each, "fast" first, then reversed.
     assert order == ["fast"] * 3 + ["slow"] * 6 + ["fast"] * 3
+
+
+def test_report_leaves_out_the_tables_of_what_was_not_measured():
+    environment = dict.fromkeys(
+        ("backend", "keras", "backend_version", "cpu", "cores", "date", "command"),
+        "x",
+    )
+    environment |= {"load_start": "0", "load_end": "0"}
+    empty = {"environment": environment, "steps": [], "memory": [], "cost": []}
+    table = report.markdown({**empty, "gc_pass": [], "peers": []})
+    assert "|" not in table
+    assert "Per-step time" not in table
 
 
 # The 95% interval of a median from order statistics x(k)..x(n+1-k), k the
