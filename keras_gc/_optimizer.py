@@ -85,6 +85,14 @@ class GradientCentralizationOptimizer(keras.optimizers.Optimizer):
                 "match no variable; see `optimizer.plan`.",
                 stacklevel=2,
             )
+        if var_list and not any(entry.centralized for entry in self._plan):
+            warnings.warn(
+                f"{self.name} centralizes none of its {len(var_list)} trainable "
+                "variables: no kernel is trainable (a quantized or frozen model "
+                "without LoRA?) or the options leave every variable alone. "
+                "`print(optimizer.plan)` says why for each variable.",
+                stacklevel=2,
+            )
         if not self.inner_optimizer.built:
             self.inner_optimizer.build(var_list)
         super().build(var_list)
@@ -123,9 +131,16 @@ class GradientCentralizationOptimizer(keras.optimizers.Optimizer):
                 with keras.name_scope(self.name, caller=self):
                     self.build(variables)
             indices = [self._index_of(v) for v in variables]
+        grads = list(grads)
+        if len(grads) != len(variables):
+            raise ValueError(
+                f"{self.name} received {len(grads)} gradients for "
+                f"{len(variables)} variables: give one gradient (or None) per "
+                "variable, in the same order."
+            )
         if self.options.mode == "gradient":
             grads = self.plan._centralize(
-                list(grads), indices, own_gradients(grads, variables)
+                grads, indices, own_gradients(grads, variables)
             )
             self.inner_optimizer.apply(grads, trainable_variables)
             return

@@ -8,8 +8,7 @@ import dataclasses
 import functools
 import math
 import re
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Unpack
 
 import keras
@@ -84,8 +83,9 @@ class Plan(Sequence[VariablePlan]):
         """Centralizes a list of gradients according to this plan.
 
         Args:
-            gradients: One gradient (or `None`) per variable of the plan, in
-                order; or, with `indices`, one per index.
+            gradients: A list or tuple with one gradient (or `None`) per
+                variable of the plan, in order; or, with `indices`, one per
+                index. Each gradient has its variable's shape.
             indices: Optional positions in the plan of the variables that
                 `gradients` belong to.
             in_place: PyTorch only: overwrite the gradients instead of
@@ -97,8 +97,22 @@ class Plan(Sequence[VariablePlan]):
 
         Returns:
             The list of gradients, centralized where the plan says so.
-            `None` and sparse (`tf.IndexedSlices`) gradients pass through.
+            `None` gradients pass through. A sparse (`tf.IndexedSlices`)
+            gradient of a centralized variable comes back dense.
+
+        Raises:
+            TypeError: If `gradients` is not a list or tuple of gradients
+                (a generator, a dict, or `(gradient, variable)` pairs).
+            ValueError: If the number of gradients, or a gradient's shape,
+                does not match the plan.
         """
+        if isinstance(gradients, str | Mapping) or not isinstance(gradients, Sequence):
+            raise TypeError(
+                "`gradients` must be a list or tuple with one gradient (or None) "
+                "per planned variable; received a "
+                f"{type(gradients).__name__}. For a generator, pass "
+                "`list(gradients)`."
+            )
         return self._centralize(gradients, indices, [in_place] * len(gradients))
 
     def _centralize(
@@ -114,18 +128,13 @@ class Plan(Sequence[VariablePlan]):
                 f"Expected {expected} gradients, one per planned variable, "
                 f"but received {len(gradients)}."
             )
+        for position, gradient in enumerate(gradients):
+            if gradient is not None:
+                entry = self.entries[position if indices is None else indices[position]]
+                _check_shape(position, gradient, entry)
         targets = self._targets if indices is None else self._targets_at(indices)
-        chosen: list[int] = []
-        axes: list[tuple[int, ...]] = []
-        for i, axis in targets:
-            gradient = gradients[i]
-            if gradient is None:
-                continue
-            if type(gradient).__name__ == "IndexedSlices":
-                _warn_sparse(self.entries[i if indices is None else indices[i]])
-                continue
-            chosen.append(i)
-            axes.append(axis)
+        chosen = [i for i, _ in targets if gradients[i] is not None]
+        axes = [axis for i, axis in targets if gradients[i] is not None]
         result = list(gradients)
         centered = centralize_all(
             [gradients[i] for i in chosen], axes, [in_place[i] for i in chosen]
@@ -183,14 +192,26 @@ class Plan(Sequence[VariablePlan]):
         return "\n".join(lines)
 
 
-def _warn_sparse(entry: VariablePlan) -> None:
-    """Says that a sparse gradient is left alone, as GC leaves it."""
-    warnings.warn(
-        f"The gradient of `{entry.path}` is sparse (tf.IndexedSlices) and is "
-        "left uncentralized. Densify it (`tf.convert_to_tensor`) to "
-        "centralize it.",
-        stacklevel=4,
-    )
+def _check_shape(position: int, gradient: Any, entry: VariablePlan) -> None:
+    """Raises if `gradient` cannot be the gradient of `entry`'s variable."""
+    shape = getattr(gradient, "shape", None)
+    if shape is None:
+        raise TypeError(
+            f"Gradient {position} (for `{entry.path}`) is a "
+            f"{type(gradient).__name__}, not a tensor. "
+            "Pass the gradients alone, one per variable; for (gradient, variable) "
+            "pairs, `[g for g, _ in pairs]`."
+        )
+    dims = tuple(shape)
+    # A traced TensorFlow gradient may have unknown (None) dimensions.
+    if len(dims) != len(entry.shape) or any(
+        d is not None and d != e for d, e in zip(dims, entry.shape, strict=True)
+    ):
+        raise ValueError(
+            f"Gradient {position} has shape {dims}, but its variable "
+            f"`{entry.path}` has shape {entry.shape}: each gradient must have "
+            "its variable's shape, in the plan's order."
+        )
 
 
 def plan(target: Any, **options: Unpack[OptionsKwargs]) -> Plan:
@@ -269,6 +290,12 @@ def centralize_gradients(
 
 def _variables_of(target: Any) -> list[Any]:
     if isinstance(target, layers.Layer):
+        if not target.built:
+            raise ValueError(
+                f"`{target.name}` is not built yet, so it has no variables to "
+                "plan. Build it first: call it on a batch (`model(x)`), call "
+                "`model.build(input_shape)`, or start it with `keras.Input`."
+            )
         return list(target.trainable_variables)
     if isinstance(target, Sequence) and all(
         isinstance(v, keras.Variable) for v in target

@@ -103,8 +103,7 @@ def test_size_zero_dimension_is_left_alone():
     assert entry.reason.startswith("empty")
 
 
-@pytest.mark.tensorflow
-def test_sparse_embedding_gradients_on_tensorflow():
+def test_sparse_embedding_gradients():
     model = keras.Sequential(
         [
             keras.Input((5,), dtype="int32"),
@@ -122,24 +121,63 @@ def test_sparse_embedding_gradients_on_tensorflow():
         model.fit(x, y, verbose=0)
     assert not optimizer.plan[0].centralized
 
+    # Forced, the table's rows keep their means over the embedding axis, on
+    # TensorFlow too, where its gradient is sparse (densified).
+    table = model.layers[0].embeddings
+    before = table.numpy().mean(axis=1)
     forced = keras_gc.wrap(keras.optimizers.SGD(0.1), output_axes={"embeddings": 0})
     model.compile(optimizer=forced, loss="mse")
-    with pytest.warns(UserWarning, match="/embedding/embeddings` is sparse"):
-        model.fit(x, y, verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.fit(x, y + 1.0, verbose=0)
+    assert np.abs(table.numpy().mean(axis=1) - before).max() < 1e-6
+
+
+class _Lookup(layers.Layer):
+    """A custom layer whose kernel's gradient is sparse on TensorFlow."""
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(20, 3), name="kernel")
+
+    def call(self, ids):
+        return keras.ops.sum(keras.ops.take(self.kernel, ids, axis=0), axis=1)
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_a_sparse_kernel_gradient_is_centralized(jit_compile):
+    model = keras.Sequential([keras.Input((5,), dtype="int32"), _Lookup(name="lookup")])
+    x = np.random.default_rng(0).integers(0, 20, (32, 5))
+    y = np.random.default_rng(1).normal(size=(32, 3)).astype("float32")
+    kernel = model.layers[0].kernel
+    before = keras.ops.convert_to_numpy(kernel).mean(axis=0)
+    model.compile(
+        optimizer=keras_gc.wrap(keras.optimizers.SGD(0.1)),
+        loss="mse",
+        jit_compile=jit_compile,
+    )
+    with warnings.catch_warnings():
+        # The warning that a sparse gradient was left alone.
+        warnings.filterwarnings("error", message=".*sparse")
+        model.fit(x, y, batch_size=8, verbose=0)
+    after = keras.ops.convert_to_numpy(kernel).mean(axis=0)
+    assert np.abs(after - before).max() < 1e-6
 
 
 @pytest.mark.tensorflow
-def test_sparse_gradient_by_index_names_its_own_variable():
+def test_sparse_gradient_by_index_is_densified_and_centralized():
     import tensorflow as tf
 
     first = keras.Variable(np.ones((3, 2), "float32"), name="first")
     second = keras.Variable(np.ones((4, 2), "float32"), name="second")
     plan = keras_gc.plan([first, second])
-    sparse = tf.IndexedSlices(tf.ones((1, 2)), tf.constant([0]), tf.constant([4, 2]))
+    sparse = tf.IndexedSlices(
+        tf.constant([[1.0, 4.0]]), tf.constant([2]), tf.constant([4, 2])
+    )
     dense = np.array([[1.0, 2.0], [3.0, 6.0], [5.0, 10.0]], "float32")
-    with pytest.warns(UserWarning, match="`second` is sparse"):
-        sparse_out, dense_out = plan.centralize([sparse, dense], indices=[1, 0])
-    assert sparse_out is sparse
+    sparse_out, dense_out = plan.centralize([sparse, dense], indices=[1, 0])
+    expected = np.zeros((4, 2), "float32")
+    expected[2] = [1.0, 4.0]
+    np.testing.assert_allclose(sparse_out, expected - expected.mean(axis=0), atol=1e-6)
     np.testing.assert_allclose(dense_out, dense - dense.mean(axis=0), atol=1e-6)
 
 

@@ -7,6 +7,9 @@ kernel; `keras.ops` has no way to reach it. On GPUs `reduce_mean` is fast,
 and `BiasAddGrad` may sum with atomic adds, whose order (and so the float32
 result) changes from run to run, so GPUs keep the reference.
 
+A sparse gradient of a planned kernel is made dense, so that the plan holds
+on every backend; it then takes the memory of a dense gradient.
+
 Eagerly, each op is dispatched on its own, and three ops per kernel cost
 more than their arithmetic: a list is centralized in one `tf.function` call.
 
@@ -60,7 +63,15 @@ def centralize_all(
     axes: Sequence[tuple[int, ...]],
     in_place: Sequence[bool],
 ) -> list[Any]:
-    """`centralize` on a list: one graph call when eager."""
+    """`centralize` on a list: one graph call when eager.
+
+    A sparse gradient (`tf.IndexedSlices`, as `ops.take` on a kernel gives)
+    is densified first, as JAX and PyTorch gradients always are.
+    """
+    gradients = [
+        tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g
+        for g in gradients
+    ]
     if gradients and not any(in_place) and tf.executing_eagerly():
         return graph_centralize_all(tuple(axes))(list(gradients))
     return centralize_each(centralize, gradients, axes, in_place)

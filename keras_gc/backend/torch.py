@@ -72,9 +72,9 @@ def own_gradients(gradients: Sequence[Any], variables: Sequence[Any]) -> list[bo
     # `_value` is the parameter itself; `variable.value` would cost scope,
     # device and autocast checks per variable.
     return [
-        g is not None
-        and not g.requires_grad
+        isinstance(g, torch.Tensor)
         and g is getattr(getattr(v, "_value", None), "grad", None)
+        and not g.requires_grad
         for g, v in zip(gradients, variables, strict=True)
     ]
 
