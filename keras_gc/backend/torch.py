@@ -73,8 +73,8 @@ def own_gradients(gradients: Sequence[Any], variables: Sequence[Any]) -> list[bo
     # device and autocast checks per variable.
     return [
         isinstance(g, torch.Tensor)
-        and g is getattr(getattr(v, "_value", None), "grad", None)
         and not g.requires_grad
+        and g is getattr(getattr(v, "_value", None), "grad", None)
         for g, v in zip(gradients, variables, strict=True)
     ]
 
