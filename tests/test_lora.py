@@ -182,3 +182,11 @@ def test_lora_of_an_embedding_is_left_alone():
     )
     model.layers[0].enable_lora(RANK)
     assert not any(e.centralized for e in keras_gc.plan(model))
+
+
+def test_the_drift_example_runs_and_keeps_the_output_first_mean():
+    from examples import lora_drift
+
+    build = dict(lora_drift.cases())["EinsumDense abc,dc->abd (out, in)"]
+    assert lora_drift.drift(build, use_gc=True, epochs=1) < 1e-6
+    assert lora_drift.drift(build, use_gc=False, epochs=1) > 1e-4
