@@ -116,11 +116,19 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def docs(session: nox.Session) -> None:
-    """Draws the docs' figure from a real fit, then builds the site, strictly."""
+    """Builds the site, strictly; redraws its figure from a real fit into the
+    built site (the committed drawing stays as it is); then checks the built
+    HTML for what a reader would see wrong (tests/test_docs_site.py)."""
     session.install(*BACKENDS["jax"])
     session.install("-e", ".[docs]")
-    session.run("python", "docs/figures/kernel_means.py", env={"KERAS_BACKEND": "jax"})
-    session.run("mkdocs", "build", "--strict", "--site-dir", "build/site")
+    site = Path("build/site")
+    env = {"KERAS_BACKEND": "jax", "KERAS_GC_SITE": str(site)}
+    session.run("mkdocs", "build", "--strict", "--site-dir", str(site), env=env)
+    figure = site / "figures" / "kernel_means.png"
+    session.run("python", "docs/figures/kernel_means.py", str(figure), env=env)
+    session.run(
+        "pytest", "tests/test_docs_site.py", "-q", "-p", "no:cacheprovider", env=env
+    )
 
 
 @nox.session(python="3.11")

@@ -14,9 +14,9 @@ def centralize(gradient: Any, axes: int | Sequence[int]) -> Any:
 
     This is the operator of Gradient Centralization (GC):
 
-    .. math::
-
-        \\Phi(g) = g - \\operatorname{mean}_{axes}(g)
+    $$
+    \\Phi(g) = g - \\operatorname{mean}_{\\text{axes}}(g)
+    $$
 
     where the mean is broadcast back over `axes`. For a kernel, `axes` are
     all the axes except its output axes, so each output unit's gradient has
@@ -39,13 +39,12 @@ def centralize(gradient: Any, axes: int | Sequence[int]) -> Any:
         TypeError: If `axes` is not an int or a sequence of ints.
         ValueError: If an axis is out of range or repeated, or `axes` is empty.
 
-    Example:
-
-    >>> import numpy as np
-    >>> g = np.array([[1.0, 2.0], [3.0, 6.0]], "float32")
-    >>> np.asarray(keras_gc.centralize(g, axes=0))
-    array([[-1., -2.],
-           [ 1.,  2.]], dtype=float32)
+    Examples:
+        >>> import numpy as np
+        >>> g = np.array([[1.0, 2.0], [3.0, 6.0]], "float32")
+        >>> np.asarray(keras_gc.centralize(g, axes=0))
+        array([[-1., -2.],
+               [ 1.,  2.]], dtype=float32)
 
     Reference:
         Yong et al., "Gradient Centralization: A New Optimization Technique

@@ -34,13 +34,18 @@ class GradientCentralizationOptimizer(keras.optimizers.Optimizer):
         **options: The options of `keras_gc.Options`: `conv_only`,
             `include`, `exclude`, `output_axes` and `mode`.
 
-    Example:
+    Attributes:
+        inner_optimizer: The wrapped optimizer, which computes every step
+            (Keras callbacks look for it under this name).
+        options: The `keras_gc.Options` given, checked and frozen; they are
+            saved with the optimizer's config.
 
-    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-    >>> optimizer = keras_gc.GradientCentralizationOptimizer(
-    ...     keras.optimizers.SGD(0.1, momentum=0.9)
-    ... )
-    >>> model.compile(optimizer=optimizer, loss="mse")
+    Examples:
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+        >>> optimizer = keras_gc.GradientCentralizationOptimizer(
+        ...     keras.optimizers.SGD(0.1, momentum=0.9)
+        ... )
+        >>> model.compile(optimizer=optimizer, loss="mse")
 
     Reference:
         Yong et al., "Gradient Centralization: A New Optimization Technique
@@ -330,11 +335,10 @@ def wrap(
         `LossScaleOptimizer`, a new `LossScaleOptimizer` with the same settings
         around a `GradientCentralizationOptimizer` of its inner optimizer.
 
-    Example:
-
-    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-    >>> model.compile(optimizer=keras_gc.wrap(keras.optimizers.RMSprop(1e-4)),
-    ...               loss="mse")
+    Examples:
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+        >>> model.compile(optimizer=keras_gc.wrap(keras.optimizers.RMSprop(1e-4)),
+        ...               loss="mse")
     """
     options_from(options, "wrap")
     if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):

@@ -54,10 +54,9 @@ class Options:
             optimizers); each kernel's per-output mean then stays fixed with
             any inner optimizer. Plans are the same in both modes.
 
-    Example:
-
-    >>> keras_gc.Options(exclude="head", mode="update").exclude
-    ('head',)
+    Examples:
+        >>> keras_gc.Options(exclude="head", mode="update").exclude
+        ('head',)
     """
 
     conv_only: bool = False

@@ -238,14 +238,10 @@ def plan(target: Any, **options: Unpack[OptionsKwargs]) -> Plan:
         A `Plan`; `print(plan)` shows every variable with its shape, its
         layer, whether it is centralized, along which axes, and why.
 
-    Example:
-
-    ```python
-    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-    >>> [(e.shape, e.centralized, e.reason) for e in keras_gc.plan(model)]
-    [((4, 3), True, 'Dense kernel: last axis is the output'), ((3,), False, 'bias')]
-
-    ```
+    Examples:
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+        >>> [(e.shape, e.centralized, e.reason) for e in keras_gc.plan(model)]
+        [((4, 3), True, 'Dense kernel: last axis is the output'), ((3,), False, 'bias')]
     """
     return make_plan(target, options_from(options, "plan"))
 

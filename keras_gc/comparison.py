@@ -124,14 +124,13 @@ def compare(
     Returns:
         A `Comparison`.
 
-    Example:
-
-    >>> def build_model():
-    ...     return keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
-    >>> x, y = np.ones((8, 4)), np.zeros((8, 1))
-    >>> result = compare(build_model, lambda: keras.optimizers.SGD(0.1),
-    ...                  (x, y), loss="mse", epochs=2, verbose=0)
-    >>> print(result.table())  # doctest: +SKIP
+    Examples:
+        >>> def build_model():
+        ...     return keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+        >>> x, y = np.ones((8, 4)), np.zeros((8, 1))
+        >>> result = compare(build_model, lambda: keras.optimizers.SGD(0.1),
+        ...                  (x, y), loss="mse", epochs=2, verbose=0)
+        >>> print(result.table())  # doctest: +SKIP
     """
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seed_list or len(set(seed_list)) != len(seed_list):

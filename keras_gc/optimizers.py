@@ -3,11 +3,12 @@
 Each constructor has the name and arguments of its `keras.optimizers`
 namesake, plus the keyword-only options of `keras_gc.Options`, and returns
 the optimizer wrapped in a `GradientCentralizationOptimizer`. The list is
-read from the installed Keras, so it follows Keras releases:
+read from the installed Keras, so it follows Keras releases.
 
->>> optimizer = keras_gc.optimizers.RMSprop(learning_rate=1e-4)
->>> type(optimizer.inner_optimizer).__name__
-'RMSprop'
+Examples:
+    >>> optimizer = keras_gc.optimizers.RMSprop(learning_rate=1e-4)
+    >>> type(optimizer.inner_optimizer).__name__
+    'RMSprop'
 """
 
 import dataclasses

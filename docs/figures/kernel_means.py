@@ -2,9 +2,13 @@
 moves from where it started, over a real `fit`, with SGD and with
 `keras_gc.wrap(SGD)`. Deterministic; run with any backend:
 
-    KERAS_BACKEND=jax python docs/figures/kernel_means.py
+    KERAS_BACKEND=jax python docs/figures/kernel_means.py [OUTPUT.png]
+
+`nox -s docs` draws it into the built site, so the committed drawing is not
+rewritten by every build (its bytes vary with the versions of the libraries).
 """
 
+import sys
 from pathlib import Path
 
 import keras
@@ -86,7 +90,9 @@ def main() -> None:
     axes.set_xlabel("training step")
     axes.set_ylabel("largest move of a per-output\nkernel mean since the start")
     axes.legend()
-    path = Path(__file__).with_suffix(".png")
+    path = (
+        Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).with_suffix(".png")
+    )
     FigureCanvasAgg(figure).print_png(path)
     print(f"wrote {path}")
 
