@@ -110,8 +110,8 @@ class Plan(Sequence[VariablePlan]):
             raise TypeError(
                 "`gradients` must be a list or tuple with one gradient (or None) "
                 "per planned variable; received a "
-                f"{type(gradients).__name__}. For a generator, pass "
-                "`list(gradients)`."
+                f"{type(gradients).__name__}. Pass `list(generator)` for a "
+                "generator, or a dict's gradients as a list in the plan's order."
             )
         return self._centralize(gradients, indices, [in_place] * len(gradients))
 
