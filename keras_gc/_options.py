@@ -40,12 +40,15 @@ class Options:
 
     Attributes:
         conv_only: If `True`, only convolution kernels are centralized (the
-            paper's GCC variant). A variable no layer owns counts as a
+            paper's GCC variant), the input and recurrent kernels of
+            `ConvLSTM1D/2D/3D` included. A variable no layer owns counts as a
             convolution kernel when its rank is at least 3.
         include: If given, only variables matching one of these patterns are
             centralized. A pattern is a regex searched in `variable.path` (as
             in Keras' `exclude_from_weight_decay`) or a predicate on the
-            variable; give one or a list.
+            variable; give one or a non-empty list. Functions are saved as
+            Keras saves a `Lambda` layer's; one that cannot be saved is
+            refused here.
         exclude: Variables matching one of these patterns are left alone. It
             takes precedence over `include`.
         output_axes: Overrides the output axes (the axes kept, one mean per
