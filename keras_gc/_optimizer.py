@@ -64,6 +64,7 @@ class GradientCentralizationOptimizer(ForwardsToInner, keras.optimizers.Optimize
         **options: Unpack[OptionsKwargs],
     ) -> None:
         checked = options_from(options, type(self).__name__)
+        checked.check_savable()
         if not isinstance(inner_optimizer, keras.optimizers.Optimizer):
             raise TypeError(
                 "`inner_optimizer` must be a Keras 3 optimizer instance, such as "
@@ -100,6 +101,7 @@ class GradientCentralizationOptimizer(ForwardsToInner, keras.optimizers.Optimize
             raise TypeError(
                 f"`options` must be a `keras_gc.Options`; received {options!r}."
             )
+        options.check_savable()
         self._options = options
 
     @do_not_convert

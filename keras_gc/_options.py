@@ -47,8 +47,8 @@ class Options:
             centralized. A pattern is a regex searched in `variable.path` (as
             in Keras' `exclude_from_weight_decay`) or a predicate on the
             variable; give one or a non-empty list. Functions are saved as
-            Keras saves a `Lambda` layer's; one that cannot be saved is
-            refused here.
+            Keras saves a `Lambda` layer's; an optimizer refuses one that
+            cannot be saved.
         exclude: Variables matching one of these patterns are left alone. It
             takes precedence over `include`.
         output_axes: Overrides the output axes (the axes kept, one mean per
@@ -86,8 +86,13 @@ class Options:
         object.__setattr__(self, "include", _patterns("include", self.include))
         object.__setattr__(self, "exclude", _patterns("exclude", self.exclude))
         object.__setattr__(self, "output_axes", _output_axes(self.output_axes))
-        # `model.save` truncates its file before it asks for the config: an
-        # option that cannot be saved must fail here, not there.
+
+    def check_savable(self) -> None:
+        """Raises `TypeError` if a function among the options cannot be saved.
+
+        `model.save` truncates its file before it asks for the optimizer's
+        config, so an optimizer checks its options when it is given them.
+        """
         for name in ("include", "exclude", "output_axes"):
             _check_savable(name, getattr(self, name))
 

@@ -99,6 +99,15 @@ def in_names(names):
 def test_unsavable_function_is_refused_before_anything_is_written(value):
     with pytest.raises(TypeError, match="cannot be saved with the model"):
         keras_gc.wrap(keras.optimizers.SGD(), include=value)
+    optimizer = keras_gc.wrap(keras.optimizers.SGD())
+    with pytest.raises(TypeError, match="cannot be saved with the model"):
+        optimizer.options = keras_gc.Options(include=value)
+
+
+def test_a_plan_takes_functions_that_cannot_be_saved():
+    # Nothing saves a plan: only the optimizer refuses them.
+    plan = keras_gc.plan(small_model(), include=in_names({"x"}))
+    assert not any(e.centralized for e in plan)
 
 
 class LoadEachEpoch(keras.callbacks.Callback):
