@@ -3,6 +3,7 @@
 from collections.abc import Sequence
 from typing import Any
 
+from keras import backend as keras_backend
 from keras import ops
 
 from keras_gc import backend
@@ -36,7 +37,9 @@ def centralize(gradient: Any, axes: int | Sequence[int]) -> Any:
         every backend), so it cannot overflow.
 
     Raises:
-        TypeError: If `axes` is not an int or a sequence of ints.
+        TypeError: If the gradient is not of a floating-point dtype (the
+            mean of an int or bool tensor is not of its dtype), or `axes` is
+            not an int or a sequence of ints.
         ValueError: If an axis is out of range or repeated, or `axes` is empty.
 
     Examples:
@@ -52,4 +55,12 @@ def centralize(gradient: Any, axes: int | Sequence[int]) -> Any:
     """
     if not hasattr(gradient, "shape"):
         gradient = ops.convert_to_tensor(gradient)
+    dtype = keras_backend.standardize_dtype(gradient.dtype)
+    if not keras_backend.is_float_dtype(dtype):
+        raise TypeError(
+            "`keras_gc.centralize` needs a floating-point gradient (float16, "
+            f"bfloat16, float32 or float64); received {type(gradient).__name__} "
+            f"of dtype {dtype}. Cast it first, e.g. `keras.ops.cast(x, "
+            '"float32")`.'
+        )
     return backend.centralize(gradient, check_axes(axes, len(gradient.shape)))

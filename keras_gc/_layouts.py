@@ -39,7 +39,13 @@ def is_conv_kernel(
     """Whether a variable is a convolution kernel, for `conv_only`."""
     if layer is None:
         return len(shape) >= 3
-    return isinstance(layer, _CONVS) and name_of(variable) != "bias"
+    if name_of(variable) == "bias":
+        return False
+    # A ConvLSTM cell convolves both its input and its state: both its kernels
+    # are convolution kernels. Keras does not export the cell's class.
+    return isinstance(layer, _CONVS) or any(
+        cls.__name__ == "ConvLSTMCell" for cls in type(layer).__mro__
+    )
 
 
 def skip_reason(

@@ -7,13 +7,19 @@ from typing import Any, Unpack
 import keras
 from keras import ops
 
-from keras_gc._options import OptionsKwargs, options_from
+from keras_gc._forwarding import ForwardsToInner
+from keras_gc._options import (
+    Options,
+    OptionsKwargs,
+    load_functions,
+    options_from,
+)
 from keras_gc._plan import Plan, VariablePlan, make_plan
 from keras_gc.backend import centralize, do_not_convert, own_gradients
 
 
 @keras.saving.register_keras_serializable(package="keras_gc")
-class GradientCentralizationOptimizer(keras.optimizers.Optimizer):
+class GradientCentralizationOptimizer(ForwardsToInner, keras.optimizers.Optimizer):
     """An optimizer that centralizes gradients before another optimizer uses them.
 
     Gradient Centralization (GC) subtracts from each kernel's gradient its mean
@@ -27,6 +33,10 @@ class GradientCentralizationOptimizer(keras.optimizers.Optimizer):
     them to `inner_optimizer.apply` (or `stateless_apply` under JAX `fit`).
     Which variables are centralized, and along which axes, is decided once
     when the optimizer is built; `optimizer.plan` shows it.
+
+    Every public attribute the wrapper does not define itself (`weight_decay`,
+    `clipnorm`, `use_ema`, `beta_1`, ...) is read from, and written to, the
+    inner optimizer, as `learning_rate` is.
 
     Args:
         inner_optimizer: The `keras.optimizers.Optimizer` instance to wrap.
@@ -59,6 +69,7 @@ class GradientCentralizationOptimizer(keras.optimizers.Optimizer):
         **options: Unpack[OptionsKwargs],
     ) -> None:
         checked = options_from(options, type(self).__name__)
+        checked.check_savable()
         if not isinstance(inner_optimizer, keras.optimizers.Optimizer):
             raise TypeError(
                 "`inner_optimizer` must be a Keras 3 optimizer instance, such as "
@@ -71,15 +82,32 @@ class GradientCentralizationOptimizer(keras.optimizers.Optimizer):
                 "`LossScaleOptimizer(GradientCentralizationOptimizer(inner))`, so "
                 "that `compile` sees the loss scaler; `keras_gc.wrap` does this."
             )
-        if isinstance(inner_optimizer, GradientCentralizationOptimizer):
-            raise ValueError(
-                "`inner_optimizer` already centralizes gradients; wrapping it again "
-                "would do nothing more. Pass its `inner_optimizer` instead."
-            )
+        _refuse_double_centralization(inner_optimizer)
         super().__init__(learning_rate=0.0, name=name)
         self.inner_optimizer = inner_optimizer
-        self.options = checked
+        self._options = checked
         self._plan: Plan | None = None
+
+    @property
+    def options(self) -> Options:
+        """The `keras_gc.Options` this optimizer plans with; fixed once built."""
+        return self._options
+
+    @options.setter
+    def options(self, options: Options) -> None:
+        if self.built:
+            raise ValueError(
+                f"{self.name} is built: its plan was made with its options, and "
+                "its config saves those. Make a new optimizer with the new "
+                "options instead, e.g. `keras_gc.wrap(keras.optimizers.Adam(...), "
+                "exclude=...)`."
+            )
+        if not isinstance(options, Options):
+            raise TypeError(
+                f"`options` must be a `keras_gc.Options`; received {options!r}."
+            )
+        options.check_savable()
+        self._options = options
 
     @do_not_convert
     def build(self, var_list: Sequence[Any]) -> None:
@@ -100,7 +128,14 @@ class GradientCentralizationOptimizer(keras.optimizers.Optimizer):
             )
         if not self.inner_optimizer.built:
             self.inner_optimizer.build(var_list)
-        super().build(var_list)
+        # A MultiOptimizer given a function finds its optimizers only now.
+        _refuse_double_centralization(self.inner_optimizer)
+        # The inner optimizer makes its own EMA and accumulator variables.
+        self._reads_own_settings = True
+        try:
+            super().build(var_list)
+        finally:
+            self._reads_own_settings = False
 
     @property
     def plan(self) -> Plan:
@@ -289,7 +324,21 @@ class GradientCentralizationOptimizer(keras.optimizers.Optimizer):
         inner = keras.saving.deserialize_keras_object(
             config.pop("inner_optimizer"), custom_objects=custom_objects
         )
-        return cls(inner, **config)
+        return cls(inner, **load_functions(config, custom_objects))
+
+
+def _refuse_double_centralization(optimizer: keras.optimizers.Optimizer) -> None:
+    """Raises if `optimizer`, or an optimizer it dispatches to, centralizes."""
+    held = [optimizer, *getattr(optimizer, "optimizers", ())]
+    wrapped = [o for o in held if isinstance(o, GradientCentralizationOptimizer)]
+    if not wrapped:
+        return
+    where = "" if wrapped[0] is optimizer else f" (it holds `{wrapped[0].name}`)"
+    raise ValueError(
+        f"`{optimizer.name}` already centralizes gradients{where}; wrapping it "
+        "again would centralize twice. Wrap only the optimizers that should "
+        "centralize, or pass the wrapper's `inner_optimizer` instead."
+    )
 
 
 def _hint(value: Any) -> str:

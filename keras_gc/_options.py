@@ -1,10 +1,17 @@
 """The options of Gradient Centralization: one validated, frozen object."""
 
 import dataclasses
+import json
 import re
 import types
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeAlias, TypedDict
+
+import keras
+
+# The function dump that Keras' `Lambda` layer saves a lambda with; Keras
+# loads it back (with `safe_mode=False` only) in `deserialize_keras_object`.
+from keras.src.utils.python_utils import func_dump
 
 Pattern: TypeAlias = str | Callable[[Any], bool]
 """A regex searched in `variable.path`, or a predicate on the variable."""
@@ -33,12 +40,15 @@ class Options:
 
     Attributes:
         conv_only: If `True`, only convolution kernels are centralized (the
-            paper's GCC variant). A variable no layer owns counts as a
+            paper's GCC variant), the input and recurrent kernels of
+            `ConvLSTM1D/2D/3D` included. A variable no layer owns counts as a
             convolution kernel when its rank is at least 3.
         include: If given, only variables matching one of these patterns are
             centralized. A pattern is a regex searched in `variable.path` (as
             in Keras' `exclude_from_weight_decay`) or a predicate on the
-            variable; give one or a list.
+            variable; give one or a non-empty list. Functions are saved as
+            Keras saves a `Lambda` layer's; an optimizer refuses one that
+            cannot be saved.
         exclude: Variables matching one of these patterns are left alone. It
             takes precedence over `include`.
         output_axes: Overrides the output axes (the axes kept, one mean per
@@ -76,29 +86,37 @@ class Options:
         object.__setattr__(self, "exclude", _patterns("exclude", self.exclude))
         object.__setattr__(self, "output_axes", _output_axes(self.output_axes))
 
+    def check_savable(self) -> None:
+        """Raises `TypeError` if a function among the options cannot be saved.
+
+        `model.save` truncates its file before it asks for the optimizer's
+        config, so an optimizer checks its options when it is given them.
+        """
+        for name in ("include", "exclude", "output_axes"):
+            _check_savable(name, getattr(self, name))
+
     def get_config(self) -> dict[str, Any]:
         """Returns the options as JSON-friendly values.
 
-        Raises:
-            ValueError: If an option holds a Python function, which a config
-                cannot hold.
+        A function is saved as Keras saves a `Lambda` layer's: a lambda as its
+        code (loaded only with `safe_mode=False`), a named function by its
+        registered name (`keras.saving.register_keras_serializable`, or
+        `custom_objects` when loading).
         """
         config = {field.name: getattr(self, field.name) for field in _FIELDS}
         for name in ("include", "exclude", "output_axes"):
             value = config[name]
-            if callable(value) or any(callable(p) for p in value or ()):
-                raise ValueError(
-                    f"`{name}` holds a Python function, which cannot be saved in "
-                    "the optimizer's config. Use regex strings on `variable.path` "
-                    "instead."
-                )
-            if isinstance(value, Mapping):
+            if callable(value):
+                config[name] = _serialize_function(value)
+            elif isinstance(value, Mapping):
                 config[name] = {
                     key: axes if isinstance(axes, int) else list(axes)
                     for key, axes in value.items()
                 }
             elif value is not None:
-                config[name] = list(value)
+                config[name] = [
+                    _serialize_function(p) if callable(p) else p for p in value
+                ]
         return config
 
     def patterns(self, name: str) -> tuple[Pattern, ...]:
@@ -177,14 +195,80 @@ def options_from(kwargs: Mapping[str, Any], caller: str) -> Options:
     return Options(**kwargs)
 
 
+def load_functions(config: Mapping[str, Any], custom_objects: Any = None) -> dict:
+    """A config of `Options.get_config`, its saved functions loaded back."""
+    config = dict(config)
+    for name in ("include", "exclude"):
+        if isinstance(config.get(name), list):
+            config[name] = [
+                _deserialize_function(p, custom_objects) if _is_function(p) else p
+                for p in config[name]
+            ]
+    if _is_function(config.get("output_axes")):
+        config["output_axes"] = _deserialize_function(
+            config["output_axes"], custom_objects
+        )
+    return config
+
+
+def _serialize_function(function: Callable[..., Any]) -> Any:
+    """Saves a function as `keras.layers.Lambda` saves its own."""
+    if isinstance(function, types.LambdaType) and function.__name__ == "<lambda>":
+        return {"class_name": "__lambda__", "config": {"value": func_dump(function)}}
+    return keras.saving.serialize_keras_object(function)
+
+
+def _is_function(value: Any) -> bool:
+    """Whether a config value is a saved function (a regex is a string, and a
+    mapping of output axes holds no string values)."""
+    return isinstance(value, dict) and isinstance(value.get("class_name"), str)
+
+
+def _deserialize_function(config: Any, custom_objects: Any) -> Any:
+    # Keras refuses a saved lambda unless `safe_mode=False` was asked for.
+    return keras.saving.deserialize_keras_object(config, custom_objects=custom_objects)
+
+
+def _check_savable(name: str, value: Any) -> None:
+    functions = [value] if callable(value) else []
+    if isinstance(value, tuple):
+        functions = [p for p in value if callable(p)]
+    for function in functions:
+        try:
+            json.dumps(
+                keras.saving.serialize_keras_object(_serialize_function(function))
+            )
+        except Exception as error:
+            raise TypeError(
+                f"`{name}` holds {function!r}, which cannot be saved with the "
+                f"model ({error}). Use a `def` or `lambda` whose closure holds "
+                "only numbers, strings and lists of these, or a function "
+                "registered with `keras.saving.register_keras_serializable`."
+            ) from None
+
+
 def _patterns(name: str, value: Patterns) -> tuple[Pattern, ...] | None:
     if value is None:
         return None
+    if isinstance(value, bytes | bytearray):
+        raise TypeError(
+            f"`{name}` must be a regex string (str), a predicate on the variable, "
+            f"or a list of these; received the bytes {value!r}. Decode them "
+            f"first: {name}={bytes(value).decode(errors='replace')!r}."
+        )
     items = (value,) if isinstance(value, str) or callable(value) else value
     if not isinstance(items, Sequence):
         raise TypeError(
             f"`{name}` must be a regex string, a predicate on the variable, or a "
             f"list of these; received {value!r}."
+        )
+    if name == "include" and not items:
+        # Python reads an empty list as "no filter", the option as "only these":
+        # either way the user would not get what they asked for without a word.
+        raise ValueError(
+            "`include` is empty, so no variable would be centralized. Pass "
+            "`include=None` (the default) for the built-in rules, or patterns "
+            "naming the variables to centralize."
         )
     for item in items:
         if isinstance(item, str):

@@ -355,3 +355,19 @@ def test_backend_fast_path_matches_the_keras_ops_reference(dtype, compiled):
         # float64 accumulates in float32.
         slack = np.abs(w.astype("float64") - exact).max()
         np.testing.assert_allclose(g, w, rtol=0, atol=tolerance + slack)
+
+
+@pytest.mark.parametrize("dtype", ["int32", "int64", "uint8", "bool"])
+@pytest.mark.parametrize("kind", ["tensor", "numpy"])
+def test_integer_and_bool_gradients_are_a_type_error(dtype, kind):
+    values = np.ones((2, 3), dtype)
+    gradient = values if kind == "numpy" else ops.convert_to_tensor(values)
+    with pytest.raises(
+        TypeError, match=r"floating-point gradient.*dtype u?(int\d+|bool)"
+    ):
+        keras_gc.centralize(gradient, 0)
+
+
+def test_integer_python_lists_are_a_type_error():
+    with pytest.raises(TypeError, match="floating-point gradient"):
+        keras_gc.centralize([[1, 2], [3, 4]], 0)

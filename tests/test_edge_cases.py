@@ -230,3 +230,62 @@ def test_non_finite_gradients_reach_the_loss_scaler_stateless():
         i for i, v in enumerate(scaler.variables) if v is scaler.dynamic_scale
     ]
     assert float(new_optimizer_values[position]) == 2.0**14
+
+
+def test_empty_include_is_an_error_and_empty_exclude_excludes_nothing():
+    # `include=[]` used to mean "no filter", centralizing every kernel.
+    with pytest.raises(ValueError, match="`include` is empty"):
+        keras_gc.plan(dense_model(), include=[])
+    with pytest.raises(ValueError, match="`include` is empty"):
+        keras_gc.wrap(keras.optimizers.SGD(), include=())
+    model = dense_model()
+    assert list(keras_gc.plan(model, exclude=[])) == list(keras_gc.plan(model))
+
+
+@pytest.mark.parametrize("name", ["include", "exclude"])
+def test_bytes_pattern_is_named_in_the_error(name):
+    with pytest.raises(TypeError, match=r"received the bytes b'dense'"):
+        keras_gc.wrap(keras.optimizers.SGD(), **{name: b"dense"})
+
+
+@pytest.mark.parametrize(
+    ("layer", "shape"),
+    [
+        (layers.ConvLSTM1D(3, 2, name="cl"), (2, 5, 2)),
+        (layers.ConvLSTM2D(3, 2, name="cl"), (2, 5, 5, 2)),
+        (layers.ConvLSTM3D(3, 2, name="cl"), (2, 4, 4, 4, 2)),
+    ],
+    ids=["1d", "2d", "3d"],
+)
+def test_conv_only_centralizes_conv_lstm_kernels(layer, shape):
+    model = keras.Sequential([keras.Input(shape), layer])
+    plan = {e.path.rsplit("/", 1)[1]: e for e in keras_gc.plan(model, conv_only=True)}
+    assert plan["kernel"].centralized
+    assert plan["recurrent_kernel"].centralized
+    assert not plan["bias"].centralized
+    # The 4 * filters gates are the output axis, as for any Keras conv kernel.
+    rank = len(plan["kernel"].shape)
+    assert plan["kernel"].output_axes == plan["recurrent_kernel"].output_axes
+    assert plan["kernel"].output_axes == (rank - 1,)
+
+
+@pytest.mark.torch
+def test_torch_compiled_fit_has_no_dynamo_warning_from_keras_gc(caplog, capfd):
+    import logging
+
+    model = keras.Sequential(
+        [keras.Input((4,)), layers.Dense(3), layers.Dense(3), layers.Dense(2)]
+    )
+    model.compile(
+        optimizer=keras_gc.wrap(keras.optimizers.SGD(0.1)),
+        loss="mse",
+        jit_compile=True,
+    )
+    with (
+        warnings.catch_warnings(record=True) as caught,
+        caplog.at_level(logging.WARNING),
+    ):
+        warnings.simplefilter("always")
+        model.fit(*xy(), batch_size=4, epochs=2, verbose=0)
+    messages = [str(w.message) for w in caught] + [caplog.text, *capfd.readouterr()]
+    assert not [m for m in messages if "incorrectness" in m.lower()], messages

@@ -385,3 +385,120 @@ def test_optimizers_module_covers_every_builtin():
         and name not in wrappers
     }
     assert builtins == set(keras_gc.optimizers.__all__)
+
+
+def test_reads_the_inner_optimizers_settings():
+    inner = keras.optimizers.AdamW(
+        1e-3,
+        weight_decay=0.1,
+        clipnorm=1.0,
+        use_ema=True,
+        ema_momentum=0.9,
+        ema_overwrite_frequency=3,
+        gradient_accumulation_steps=2,
+        beta_1=0.8,
+    )
+    wrapped = keras_gc.wrap(inner)
+    settings = {
+        "weight_decay": 0.1,
+        "clipnorm": 1.0,
+        "clipvalue": None,
+        "global_clipnorm": None,
+        "use_ema": True,
+        "ema_momentum": 0.9,
+        "ema_overwrite_frequency": 3,
+        "gradient_accumulation_steps": 2,
+        "beta_1": 0.8,
+        "amsgrad": False,
+    }
+    for name, value in settings.items():
+        assert getattr(wrapped, name) == value, name
+    with pytest.raises(AttributeError, match="no attribute 'not_a_setting'"):
+        _ = wrapped.not_a_setting
+    assert not hasattr(wrapped, "_not_forwarded")
+
+
+def test_writes_the_inner_optimizers_settings():
+    inner = keras.optimizers.Adam(1e-3)
+    wrapped = keras_gc.wrap(inner)
+    wrapped.beta_1 = 0.5
+    wrapped.weight_decay = 0.25
+    wrapped.global_clipnorm = 2.0
+    assert (inner.beta_1, inner.weight_decay, inner.global_clipnorm) == (
+        0.5,
+        0.25,
+        2.0,
+    )
+    assert (wrapped.beta_1, wrapped.weight_decay) == (0.5, 0.25)
+    wrapped.note = "mine"  # an attribute the inner optimizer lacks stays here
+    assert wrapped.note == "mine" and not hasattr(inner, "note")
+
+
+def test_a_setting_written_through_the_wrapper_acts():
+    # SGD with zero gradients and decoupled weight decay w: each step
+    # multiplies every weight by 1 - lr * w.
+    model = make_model()
+    wrapped = keras_gc.wrap(keras.optimizers.SGD(0.1))
+    wrapped.weight_decay = 0.5
+    kernel = model.get_layer("head").kernel
+    before = kernel.numpy().copy()
+    wrapped.apply(
+        [keras.ops.zeros(v.shape) for v in model.trainable_variables],
+        model.trainable_variables,
+    )
+    np.testing.assert_allclose(kernel.numpy(), before * (1 - 0.1 * 0.5), rtol=1e-6)
+
+
+def test_inner_ema_and_accumulation_make_no_variables_in_the_wrapper():
+    inner = keras.optimizers.SGD(0.1, use_ema=True, gradient_accumulation_steps=2)
+    wrapped = keras_gc.wrap(inner)
+    model = make_model()
+    wrapped.build(model.trainable_variables)
+    bare = keras_gc.wrap(keras.optimizers.SGD(0.1))
+    bare.build(make_model().trainable_variables)
+    own = len(wrapped.variables) - len(inner.variables)
+    assert own == len(bare.variables) - len(bare.inner_optimizer.variables)
+    assert not hasattr(wrapped, "_accumulated_gradients")
+
+
+def test_options_are_fixed_once_built():
+    wrapped = keras_gc.wrap(keras.optimizers.SGD(0.1), exclude="head")
+    wrapped.options = keras_gc.Options(exclude="conv")  # not built yet: allowed
+    with pytest.raises(TypeError, match=r"must be a `keras_gc\.Options`"):
+        wrapped.options = {"exclude": "conv"}
+    model = make_model()
+    wrapped.build(model.trainable_variables)
+    config = wrapped.get_config()
+    with pytest.raises(ValueError, match="is built: its plan was made"):
+        wrapped.options = keras_gc.Options(exclude=".*")
+    assert wrapped.options.exclude == ("conv",)
+    assert wrapped.get_config() == config
+    assert [local_path(e) for e in wrapped.plan if e.centralized] == [
+        "up/kernel",
+        "depthwise/kernel",
+        "head/kernel",
+    ]
+
+
+def multi_optimizer_holding(wrapper):
+    return keras.optimizers.MultiOptimizer(
+        keras.optimizers.OptimizerMap(
+            keras.optimizers.Adam(1e-3), {".*conv/.*": wrapper}
+        )
+    )
+
+
+def test_wrap_refuses_a_multi_optimizer_that_already_centralizes():
+    held = keras_gc.wrap(keras.optimizers.SGD(0.1))
+    with pytest.raises(ValueError, match="already centralizes gradients"):
+        keras_gc.wrap(multi_optimizer_holding(held))
+    plain = multi_optimizer_holding(keras.optimizers.SGD(0.1))
+    assert keras_gc.wrap(plain).inner_optimizer is plain
+
+
+def test_build_refuses_a_multi_optimizer_whose_function_picks_a_wrapper():
+    held = keras_gc.wrap(keras.optimizers.SGD(0.1))
+    multi = keras.optimizers.MultiOptimizer(lambda variable: held)
+    wrapped = keras_gc.wrap(multi)
+    with pytest.raises(ValueError, match="already centralizes gradients"):
+        wrapped.build(make_model().trainable_variables)

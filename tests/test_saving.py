@@ -1,5 +1,6 @@
 """Saving, loading and resuming a model trained with the wrapper."""
 
+import functools
 from pathlib import Path
 
 import keras
@@ -57,10 +58,97 @@ def test_keras_serialize_round_trip():
     assert restored.get_config() == wrapped.get_config()
 
 
-def test_functions_cannot_be_saved():
-    wrapped = keras_gc.wrap(keras.optimizers.SGD(), include=lambda v: True)
-    with pytest.raises(ValueError, match="`include` holds a Python function"):
-        wrapped.get_config()
+@keras.saving.register_keras_serializable(package="keras_gc_tests")
+def head_axes(variable):
+    return 0 if variable.path.endswith("head/kernel") else None
+
+
+def function_options():
+    """Options given as Python functions: a lambda and a registered function."""
+    return {
+        "include": ["conv", lambda v: "head" in v.path],
+        "output_axes": head_axes,
+    }
+
+
+def test_functions_in_options_survive_a_config_round_trip():
+    wrapped = keras_gc.wrap(keras.optimizers.SGD(), **function_options())
+    serialized = keras.saving.serialize_keras_object(wrapped)
+    with pytest.raises(ValueError, match="safe_mode=False"):
+        keras.saving.deserialize_keras_object(serialized)
+    restored = keras.saving.deserialize_keras_object(serialized, safe_mode=False)
+    assert restored.options.output_axes is head_axes
+    model = small_model()
+    for optimizer in (wrapped, restored):
+        optimizer.build(model.trainable_variables)
+    assert restored.plan[2].output_axes == (0,)  # head/kernel, by the function
+    assert [(e.output_axes, e.axes) for e in restored.plan] == [
+        (e.output_axes, e.axes) for e in wrapped.plan
+    ]
+
+
+def in_names(names):
+    return lambda v: v.path in names
+
+
+@pytest.mark.parametrize(
+    "value",
+    [functools.partial(str.startswith, "x"), [in_names({"a", "b"})]],
+    ids=["partial", "set-in-closure"],
+)
+def test_unsavable_function_is_refused_before_anything_is_written(value):
+    with pytest.raises(TypeError, match="cannot be saved with the model"):
+        keras_gc.wrap(keras.optimizers.SGD(), include=value)
+    optimizer = keras_gc.wrap(keras.optimizers.SGD())
+    with pytest.raises(TypeError, match="cannot be saved with the model"):
+        optimizer.options = keras_gc.Options(include=value)
+
+
+def test_a_plan_takes_functions_that_cannot_be_saved():
+    # Nothing saves a plan: only the optimizer refuses them.
+    plan = keras_gc.plan(small_model(), include=in_names({"x"}))
+    assert not any(e.centralized for e in plan)
+
+
+class LoadEachEpoch(keras.callbacks.Callback):
+    """Loads the checkpoint at `path` after each epoch, and keeps a copy."""
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+        self.loaded = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        copy = self.path.with_name(f"epoch{epoch}.keras")
+        copy.write_bytes(self.path.read_bytes())
+        model = keras.saving.load_model(self.path, safe_mode=False)
+        self.loaded.append(int(model.optimizer.iterations))
+
+
+def test_checkpoint_each_epoch_to_one_path_always_loads_and_resumes(tmp_path):
+    x, y = data()
+    path = tmp_path / "checkpoint.keras"
+    model = compiled(
+        small_model(), keras_gc.wrap(keras.optimizers.Adam(0.01), **function_options())
+    )
+    checks = LoadEachEpoch(path)
+    save = keras.callbacks.ModelCheckpoint(path)
+    model.fit(
+        x, y, batch_size=8, epochs=2, shuffle=False, verbose=0, callbacks=[save, checks]
+    )
+    assert checks.loaded == [4, 8]
+
+    # The first epoch's checkpoint, trained one more epoch, ends where the
+    # uninterrupted run did.
+    resumed = keras.saving.load_model(tmp_path / "epoch0.keras", safe_mode=False)
+    resumed.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    decisions = [
+        [(e.axes, e.reason) for e in m.optimizer.plan] for m in (resumed, model)
+    ]
+    assert decisions[0] == decisions[1]
+    assert int(resumed.optimizer.iterations) == 8
+    for a, b in zip(model.get_weights(), resumed.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -87,8 +87,11 @@ def _means(gradients: list[Any], axes: tuple[tuple[int, ...], ...]) -> list[Any]
     """`_mean` of each gradient; small ones that share a shape, dtype, device
     and axes are averaged together, as one stack."""
     signature = tuple([(g.shape, g.dtype, g.device) for g in gradients])
+    # `torch.compile` traces this once per graph; Dynamo cannot see through a
+    # cache (it warns of silent incorrectness), and needs none.
+    groups = _groups if torch.compiler.is_compiling() else _cached_groups
     means: list[Any] = [None] * len(gradients)
-    for members, member_axes in _groups(signature, axes):
+    for members, member_axes in groups(signature, axes):
         if len(members) == 1:
             (i,) = members
             means[i] = _mean(gradients[i], member_axes)
@@ -99,8 +102,6 @@ def _means(gradients: list[Any], axes: tuple[tuple[int, ...], ...]) -> list[Any]
     return means
 
 
-# A training loop passes the same shapes every step: group them once.
-@functools.lru_cache(maxsize=8)
 def _groups(
     signature: tuple[tuple[Any, Any, Any], ...], axes: tuple[tuple[int, ...], ...]
 ) -> tuple[tuple[tuple[int, ...], tuple[int, ...]], ...]:
@@ -120,6 +121,10 @@ def _groups(
             axis = tuple(a % rank + 1 for a in axis)
         result.append((tuple(members), axis))
     return tuple(result)
+
+
+# An eager training loop passes the same shapes every step: group them once.
+_cached_groups = functools.lru_cache(maxsize=8)(_groups)
 
 
 def _mean(gradient: Any, axes: tuple[int, ...]) -> Any:
