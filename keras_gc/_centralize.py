@@ -7,7 +7,7 @@ from keras import backend as keras_backend
 from keras import ops
 
 from keras_gc import backend
-from keras_gc._maths import check_axes
+from keras_gc._maths import normalize_axes
 
 
 def centralize(gradient: Any, axes: int | Sequence[int]) -> Any:
@@ -63,4 +63,4 @@ def centralize(gradient: Any, axes: int | Sequence[int]) -> Any:
             f"of dtype {dtype}. Cast it first, e.g. `keras.ops.cast(x, "
             '"float32")`.'
         )
-    return backend.centralize(gradient, check_axes(axes, len(gradient.shape)))
+    return backend.centralize(gradient, normalize_axes(axes, len(gradient.shape)))

@@ -12,43 +12,58 @@ from typing import Any
 from keras import backend, ops
 
 
-def check_axes(axes: Any, rank: int) -> tuple[int, ...]:
-    """Validates the axes of a mean over a tensor of rank `rank`.
+def normalize_axes(
+    axes: Any,
+    rank: int | None = None,
+    *,
+    name: str = "`axes`",
+    subject: str = "a gradient",
+) -> tuple[int, ...]:
+    """Checks axes by the one rule every option and function that takes axes follows.
+
+    An axis is an int or a NumPy integer, not a bool; negative axes count from
+    the end; a list of axes names at least one axis, each once, each in range.
 
     Args:
-        axes: Int or sequence of ints, negative values counting from the end.
-        rank: The rank of the tensor they index.
+        axes: Int or sequence of ints.
+        rank: The rank of the tensor they index, or `None` when it is not
+            known yet (an option given before any variable is seen): then
+            only the type, emptiness and literal repeats are checked.
+        name: How the error names the axes, e.g. "`axes`".
+        subject: What the axes index, for the out-of-range error.
 
     Returns:
-        The axes as a sorted tuple of non-negative ints.
+        The axes as a tuple of ints: sorted and non-negative when `rank` is
+        given, as given otherwise.
 
     Raises:
         TypeError: If `axes` is not an int or a sequence of ints.
         ValueError: If an axis is out of range or repeated, or none is given.
     """
     items = (axes,) if _is_int(axes) else axes
-    if not isinstance(items, Sequence) or not all(_is_int(a) for a in items):
+    if (
+        isinstance(items, str | bytes)
+        or not isinstance(items, Sequence)
+        or not all(_is_int(a) for a in items)
+    ):
         raise TypeError(
-            "`axes` must be an int or a sequence of ints (the axes to average "
-            f"over); received {axes!r}."
+            f"{name} must be an int or a sequence of ints (NumPy integers too, "
+            f"not bools); received {axes!r}."
         )
     if not items:
+        raise ValueError(f"{name} is empty: give at least one axis.")
+    given = tuple(operator.index(a) for a in items)
+    if rank is not None and not all(-rank <= a < rank for a in given):
         raise ValueError(
-            "`axes` is empty: a mean over no axis would zero the gradient. Give "
-            "the axes to average over, e.g. all but the output axis."
+            f"{name} {given} are out of range for {subject} of rank {rank}; each "
+            f"must be in [-{rank}, {rank}). Axes are ints in [-{rank}, {rank}), "
+            "negative ones counting from the end."
         )
-    if not all(-rank <= operator.index(a) < rank for a in items):
-        raise ValueError(
-            f"`axes` {tuple(items)} are out of range for a gradient of rank {rank}; "
-            f"each must be in [-{rank}, {rank})."
-        )
-    normalized = sorted(operator.index(a) % rank for a in items)
+    normalized = given if rank is None else tuple(sorted(a % rank for a in given))
     if len(set(normalized)) != len(normalized):
-        raise ValueError(
-            f"`axes` {tuple(items)} name an axis twice for a gradient of rank "
-            f"{rank}; give each axis once."
-        )
-    return tuple(normalized)
+        at = "" if rank is None else f" for {subject} of rank {rank}"
+        raise ValueError(f"{name} {given} name an axis twice{at}; give each once.")
+    return normalized
 
 
 def _is_int(value: Any) -> bool:

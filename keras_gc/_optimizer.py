@@ -1,6 +1,5 @@
 """The optimizer wrapper that centralizes gradients before any Keras optimizer."""
 
-import warnings
 from collections.abc import Sequence
 from typing import Any, Unpack
 
@@ -14,7 +13,7 @@ from keras_gc._options import (
     load_functions,
     options_from,
 )
-from keras_gc._plan import Plan, VariablePlan, make_plan
+from keras_gc._plan import Plan, VariablePlan, make_plan, warn_about
 from keras_gc.backend import centralize, do_not_convert, own_gradients
 
 
@@ -112,20 +111,7 @@ class GradientCentralizationOptimizer(ForwardsToInner, keras.optimizers.Optimize
     @do_not_convert
     def build(self, var_list: Sequence[Any]) -> None:
         self._plan = make_plan(var_list, self.options)
-        if self._plan.unmatched_include:
-            warnings.warn(
-                f"{self.name}: `include` patterns {list(self._plan.unmatched_include)} "
-                "match no variable; see `optimizer.plan`.",
-                stacklevel=2,
-            )
-        if var_list and not any(entry.centralized for entry in self._plan):
-            warnings.warn(
-                f"{self.name} centralizes none of its {len(var_list)} trainable "
-                "variables: no kernel is trainable (a quantized or frozen model "
-                "without LoRA?) or the options leave every variable alone. "
-                "`print(optimizer.plan)` says why for each variable.",
-                stacklevel=2,
-            )
+        warn_about(self._plan, self.name)
         if not self.inner_optimizer.built:
             self.inner_optimizer.build(var_list)
         # A MultiOptimizer given a function finds its optimizers only now.

@@ -13,6 +13,8 @@ import keras
 # loads it back (with `safe_mode=False` only) in `deserialize_keras_object`.
 from keras.src.utils.python_utils import func_dump
 
+from keras_gc._maths import normalize_axes
+
 Pattern: TypeAlias = str | Callable[[Any], bool]
 """A regex searched in `variable.path`, or a predicate on the variable."""
 
@@ -295,18 +297,10 @@ def _output_axes(value: OutputAxes) -> OutputAxes:
             f"variable returning axes, or None; received {value!r}."
         )
     _patterns("output_axes", list(value))
+    checked = {}
     for pattern, axes in value.items():
-        items = (axes,) if isinstance(axes, int) else axes
-        if not isinstance(items, Sequence) or not all(
-            isinstance(a, int) for a in items
-        ):
-            raise TypeError(
-                f"`output_axes[{pattern!r}]` must be an int or a sequence of ints; "
-                f"received {axes!r}."
-            )
-    return types.MappingProxyType(
-        {
-            key: axes if isinstance(axes, int) else tuple(axes)
-            for key, axes in value.items()
-        }
-    )
+        # The rank is known only per variable: the plan checks the range.
+        kept = normalize_axes(axes, name=f"`output_axes[{pattern!r}]`")
+        # One axis given as an int stays an int, as configs have saved it.
+        checked[pattern] = kept if isinstance(axes, Sequence) else kept[0]
+    return types.MappingProxyType(checked)

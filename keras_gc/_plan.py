@@ -8,6 +8,7 @@ import dataclasses
 import functools
 import math
 import re
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Unpack
 
@@ -15,6 +16,7 @@ import keras
 from keras import backend, layers
 
 from keras_gc import _layouts
+from keras_gc._maths import normalize_axes
 from keras_gc._options import Options, OptionsKwargs, options_from
 from keras_gc._owners import find_owners, owners_in
 from keras_gc.backend import centralize_all
@@ -192,6 +194,24 @@ class Plan(Sequence[VariablePlan]):
         return "\n".join(lines)
 
 
+def warn_about(plan: Plan, name: str) -> None:
+    """Warns when an optimizer's plan cannot be what its user asked for."""
+    if plan.unmatched_include:
+        warnings.warn(
+            f"{name}: `include` patterns {list(plan.unmatched_include)} match no "
+            "variable; see `optimizer.plan`.",
+            stacklevel=3,
+        )
+    if plan.entries and not any(entry.centralized for entry in plan):
+        warnings.warn(
+            f"{name} centralizes none of its {len(plan)} trainable variables: no "
+            "kernel is trainable (a quantized or frozen model without LoRA?) or "
+            "the options leave every variable alone. `print(optimizer.plan)` "
+            "says why for each variable.",
+            stacklevel=3,
+        )
+
+
 def _check_shape(position: int, gradient: Any, entry: VariablePlan) -> None:
     """Raises if `gradient` cannot be the gradient of `entry`'s variable."""
     shape = getattr(gradient, "shape", None)
@@ -344,7 +364,7 @@ def _plan_variable(
     override = options.output_axes_for(variable)
     if override is not None:
         source, axes = override
-        return entry(source, _normalize_axes(variable.path, shape, axes, source))
+        return entry(source, _output_axes(variable.path, shape, axes, source))
     skip = _layouts.skip_reason(variable, layer, shape)
     if skip is not None:
         return entry(skip)
@@ -352,21 +372,20 @@ def _plan_variable(
     return entry(rule, output)
 
 
-def _normalize_axes(
-    path: str, shape: tuple[int, ...], axes: int | Sequence[int], source: str
+def _output_axes(
+    path: str, shape: tuple[int, ...], axes: Any, source: str
 ) -> tuple[int, ...]:
-    items = (axes,) if isinstance(axes, int) else tuple(axes)
-    rank = len(shape)
-    if not all(isinstance(a, int) and -rank <= a < rank for a in items):
-        raise ValueError(
-            f"{source} gives output axes {axes!r} for `{path}` of shape {shape}; "
-            f"axes must be ints in [-{rank}, {rank})."
-        )
-    normalized = tuple(sorted({a % rank for a in items}))
-    if len(normalized) == rank:
+    """The output axes an `output_axes` override gives a variable, checked."""
+    kept = normalize_axes(
+        axes,
+        len(shape),
+        name=f"{source} for `{path}`",
+        subject=f"a variable of shape {shape}",
+    )
+    if len(kept) == len(shape):
         raise ValueError(
             f"{source} gives output axes {axes!r} for `{path}` of shape {shape}: "
             "that keeps every axis, so there is nothing to average over. Keep "
             "fewer axes, or exclude the variable."
         )
-    return normalized
+    return kept
