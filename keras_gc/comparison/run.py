@@ -1,12 +1,4 @@
-"""A fair, repeated A/B comparison of an optimizer with and without GC.
-
-`compare` trains the same model twice per seed, once with the bare optimizer
-and once with it wrapped by `keras_gc.wrap`, and nothing else differs: both
-runs start from the same initial weights, see the same batches in the same
-order and draw the same augmentation and dropout. Repeating the pair over
-several seeds gives each metric's mean and spread and the paired difference
-(GC minus bare), which tells a real effect from seed-to-seed noise.
-"""
+"""`compare`: trains the two arms of each seed's pair, alike in all but GC."""
 
 import hashlib
 import platform
@@ -18,10 +10,11 @@ from typing import Any
 import keras
 import numpy as np
 
-from keras_gc._compare_report import ARMS, Comparison, Run, jsonable
 from keras_gc._optimizer import wrap as gc_wrap
+from keras_gc._version import __version__
+from keras_gc.comparison.report import ARMS, Comparison, Run, jsonable
 
-__all__ = ["ARMS", "Comparison", "Run", "compare"]
+__all__ = ["compare"]
 
 
 class _Clock(keras.callbacks.Callback):
@@ -47,8 +40,6 @@ def _digest(weights: Sequence[np.ndarray]) -> str:
 
 
 def _environment() -> dict[str, Any]:
-    from keras_gc import __version__
-
     backend = keras.backend.backend()
     module = sys.modules.get("tensorflow" if backend == "tensorflow" else backend)
     return {
