@@ -10,6 +10,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from keras_gc._compat import metric_direction
 from keras_gc._optimizer import wrap as gc_wrap
 from keras_gc._version import __version__
 from keras_gc.comparison.report import ARMS, Comparison, Run, jsonable
@@ -264,7 +265,7 @@ def _directions(model: keras.Model) -> dict[str, str]:
         metric = pending.pop()
         # The compiled metrics nest their metrics (`CompileMetrics`, lists).
         pending.extend(getattr(metric, "metrics", []))
-        direction = getattr(metric, "_direction", None)
-        if direction in ("up", "down"):
+        direction = metric_direction(metric)
+        if direction is not None:
             directions[metric.name] = direction
     return directions
