@@ -4,7 +4,7 @@ import hashlib
 import platform
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import keras
@@ -125,6 +125,8 @@ def compare(
     ...                  (x, y), loss="mse", epochs=2, verbose=0)
     >>> print(result.table())  # doctest: +SKIP
     """
+    _check_factories(build_model, make_optimizer)
+    _check_reusable(train=train, validation=validation)
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seed_list or len(set(seed_list)) != len(seed_list):
         raise ValueError(
@@ -170,6 +172,37 @@ def compare(
     return Comparison(
         tuple(runs), jsonable(_environment() | settings | dict(metadata or {}))
     )
+
+
+def _check_factories(build_model: Any, make_optimizer: Any) -> None:
+    """Each arm needs its own model and optimizer: refuses a built one."""
+    for name, given, example in (
+        ("build_model", build_model, "def build_model(): return keras.Sequential(...)"),
+        ("make_optimizer", make_optimizer, "lambda: keras.optimizers.RMSprop(1e-4)"),
+    ):
+        # A Keras model is callable, so `callable` alone would not tell.
+        if isinstance(given, keras.layers.Layer | keras.optimizers.Optimizer) or (
+            not callable(given)
+        ):
+            raise TypeError(
+                f"`{name}` must be a function that returns a new one for every "
+                f"run (e.g. `{example}`); received {type(given).__name__} "
+                f"{given!r}."
+            )
+
+
+def _check_reusable(**data: Data) -> None:
+    """Refuses data that one run would use up, leaving the next run nothing."""
+    for name, given in data.items():
+        if isinstance(given, Iterator):
+            raise TypeError(
+                f"`{name}` is a one-shot iterator ({type(given).__name__}): the "
+                "first run would use it up and the next would find it empty. "
+                "Pass data that can be iterated afresh (arrays, a "
+                "`keras.utils.PyDataset`, a `tf.data.Dataset`), or a function "
+                "of the seed that returns a new iterator each time, e.g. "
+                f"`{name}=lambda seed: make_batches(seed)`."
+            )
 
 
 def _fresh_optimizers(
@@ -231,12 +264,12 @@ def _fit(
     clock = _Clock()
     start = time.perf_counter()
     data = train(seed) if callable(train) else train
-    # Keras warns that it cannot shuffle an endless `PyDataset`; such data
-    # (like `Batches(shuffle=True)`) draws its own order.
+    # Keras warns that it cannot shuffle an endless `PyDataset` or an
+    # iterator; such data (like `Batches(shuffle=True)`) draws its own order.
     endless = isinstance(data, keras.utils.PyDataset) and data.num_batches is None
     history = model.fit(
         *(data if isinstance(data, tuple) else (data,)),
-        shuffle=not endless,
+        shuffle=not (endless or isinstance(data, Iterator)),
         validation_data=validation(seed) if callable(validation) else validation,
         callbacks=[clock],
         **fit_kwargs,
