@@ -16,7 +16,9 @@ Private attributes read or written:
   under that name);
 - `Layer._flatten_layers(include_self, recursive)`: a layer's nested layers;
 - `Metric._direction`: `"up"` or `"down"`, as `EarlyStopping` reads it;
-- `KerasVariable._value` (torch): the `torch.nn.Parameter` itself.
+- `KerasVariable._value` (torch): the `torch.nn.Parameter` itself;
+- `KerasVariable`: the base class of all Keras variables, where Keras (3.6
+  and older) exports another as `keras.Variable`.
 """
 
 from typing import Any
@@ -75,6 +77,24 @@ def metric_direction(metric: keras.metrics.Metric) -> str | None:
     does not say (a custom metric may not)."""
     direction = getattr(metric, "_direction", None)
     return direction if direction in ("up", "down") else None
+
+
+def is_variable(value: Any) -> bool:
+    """Whether `value` is a Keras variable, as layers and `keras.Variable` make."""
+    return isinstance(value, _VARIABLE_BASE)
+
+
+def _variable_base() -> type:
+    # Up to Keras 3.6 at least, `keras.Variable` is a sibling of the class of
+    # the variables layers make; both derive from `KerasVariable`. From 3.8
+    # on, `keras.Variable` is their base.
+    for cls in keras.Variable.__mro__:
+        if cls.__name__ == "KerasVariable":
+            return cls
+    return keras.Variable
+
+
+_VARIABLE_BASE = _variable_base()
 
 
 def layer_classes(*names: str) -> tuple[type[layers.Layer], ...]:

@@ -12,10 +12,9 @@ import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any, Unpack
 
-import keras
 from keras import backend, layers
 
-from keras_gc import _layouts
+from keras_gc import _compat, _layouts
 from keras_gc._options import Options, OptionsKwargs, options_from
 from keras_gc._owners import find_owners, owners_in
 from keras_gc.backend import centralize_all
@@ -270,9 +269,7 @@ def centralize_gradients(
 def _variables_of(target: Any) -> list[Any]:
     if isinstance(target, layers.Layer):
         return list(target.trainable_variables)
-    if isinstance(target, Sequence) and all(
-        isinstance(v, keras.Variable) for v in target
-    ):
+    if isinstance(target, Sequence) and all(_compat.is_variable(v) for v in target):
         return list(target)
     raise TypeError(
         "Expected a Keras layer or model, or a sequence of `keras.Variable`; "

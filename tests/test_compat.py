@@ -103,6 +103,17 @@ def test_torch_variable_value_is_the_parameter():
     np.testing.assert_array_equal(parameter.grad.numpy(), np.full((2, 2), 3.0))
 
 
+def test_is_variable():
+    layer = layers.Dense(2)
+    layer.build((None, 3))
+    assert _compat.is_variable(layer.kernel), (
+        f"Keras {keras.__version__}: a Dense kernel is not a Keras variable"
+    )
+    assert _compat.is_variable(keras.Variable(np.zeros(2)))
+    assert not _compat.is_variable(np.zeros(2))
+    assert not _compat.is_variable(keras.ops.zeros(2))
+
+
 def test_layer_classes_keeps_only_what_this_keras_has():
     assert _compat.layer_classes("Dense", "NoSuchLayer") == (layers.Dense,)
 
