@@ -1,5 +1,6 @@
-"""Sessions: `nox -s tests-jax tests-tensorflow tests-torch lint`, `demo-<backend>`,
-`bench-<backend>`, `docs`, `build`, `gpu-check` (on an NVIDIA GPU only)."""
+"""Sessions: `nox -s tests-jax tests-tensorflow tests-torch lint`,
+`tests-keras-oldest`, `tests-keras-nightly`, `demo-<backend>`, `bench-<backend>`,
+`docs`, `build`, `gpu-check` (on an NVIDIA GPU only)."""
 
 import shutil
 import sys
@@ -27,6 +28,20 @@ GPU_BACKENDS = {
     "torch": ["torch==2.13.0"],
 }
 GPU_RESULTS = Path("gpu-results")
+
+# The Keras range that pyproject.toml allows, tested at both ends on JAX: the
+# oldest Keras with a JAX of its time (JAX 0.10 fails inside Keras 3.8), and
+# keras-nightly with the JAX above. The tests are those of the wrapper, the
+# plan, saving, `fit` in both modes and the Keras internals keras_gc uses.
+OLDEST_KERAS = ["keras==3.5.0", "jax[cpu]<0.5"]
+NIGHTLY_KERAS = ["keras-nightly", *BACKENDS["jax"]]
+KERAS_VERSION_TESTS = [
+    "tests/test_compat.py",
+    "tests/test_optimizer.py",
+    "tests/test_plan.py",
+    "tests/test_saving.py",
+    "tests/test_fit.py",
+]
 
 
 def _install(session: nox.Session, backend: str, extra: str) -> None:
@@ -103,6 +118,33 @@ def gpu_check(session: nox.Session) -> None:
     session.run("python", "-m", "benchmarks.gpu_check")
     for backend in BACKENDS:
         session.notify(f"gpu-check-{backend}")
+
+
+@nox.session(name="tests-keras-oldest", python="3.11")
+def tests_keras_oldest(session: nox.Session) -> None:
+    """Runs the Keras-version tests on the oldest Keras supported, on JAX."""
+    # One resolve, so that the package's own `keras>=` keeps the old Keras.
+    session.install(*OLDEST_KERAS, "-e", ".[test]")
+    _run_keras_version_tests(session)
+
+
+@nox.session(name="tests-keras-nightly", python="3.11")
+def tests_keras_nightly(session: nox.Session) -> None:
+    """Runs the Keras-version tests on keras-nightly, on JAX."""
+    session.install(*BACKENDS["jax"], "-e", ".[test]")
+    # keras-nightly installs the same `keras` package under another name, so
+    # the release that `.[test]` pulled in goes first.
+    session.run("pip", "uninstall", "--yes", "keras")
+    session.install(*NIGHTLY_KERAS)
+    _run_keras_version_tests(session)
+
+
+def _run_keras_version_tests(session: nox.Session) -> None:
+    env = {"KERAS_BACKEND": "jax"}
+    session.run(
+        "python", "-c", "import keras; print('keras', keras.__version__)", env=env
+    )
+    session.run("pytest", *(session.posargs or KERAS_VERSION_TESTS), env=env)
 
 
 @nox.session(python="3.11")

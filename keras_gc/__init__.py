@@ -9,9 +9,8 @@ from keras_gc._centralize import centralize
 from keras_gc._optimizer import GradientCentralizationOptimizer, wrap
 from keras_gc._options import MODES, Options
 from keras_gc._plan import Plan, VariablePlan, centralize_gradients, plan
+from keras_gc._version import __version__ as __version__
 from keras_gc.comparison import compare
-
-__version__ = "0.1.0"
 
 __all__ = [
     "MODES",

@@ -8,11 +8,13 @@ from typing import Any
 
 from keras import layers
 
+from keras_gc import _compat
+
 _NORMALIZATION_LAYERS = (
     layers.BatchNormalization,
     layers.LayerNormalization,
     layers.GroupNormalization,
-    layers.RMSNormalization,
+    *_compat.layer_classes("RMSNormalization"),
 )
 _TRANSPOSED_CONVS = (
     layers.Conv1DTranspose,

@@ -6,6 +6,7 @@ from typing import Any, Unpack
 import keras
 from keras import ops
 
+from keras_gc import _compat
 from keras_gc._forwarding import ForwardsToInner
 from keras_gc._options import (
     Options,
@@ -136,7 +137,7 @@ class GradientCentralizationOptimizer(ForwardsToInner, keras.optimizers.Optimize
 
     @property
     def variables(self) -> list[Any]:
-        return self._variables + self.inner_optimizer.variables
+        return _compat.optimizer_variables(self) + self.inner_optimizer.variables
 
     @do_not_convert
     def apply(
@@ -149,7 +150,7 @@ class GradientCentralizationOptimizer(ForwardsToInner, keras.optimizers.Optimize
                     "optimizer must already be built: call "
                     "`optimizer.build(trainable_variables)`."
                 )
-            variables = self._trainable_variables
+            variables = _compat.built_variables(self)
             indices = None
         else:
             variables = list(trainable_variables)
@@ -201,7 +202,7 @@ class GradientCentralizationOptimizer(ForwardsToInner, keras.optimizers.Optimize
                 "variables changed since (a layer was frozen, unfrozen or added). "
                 "Compile the model again with a new optimizer."
             )
-        own = len(self._variables)
+        own = len(_compat.optimizer_variables(self))
         if self.options.mode == "gradient":
             grads = self.plan.centralize(list(grads))
         else:
@@ -228,7 +229,7 @@ class GradientCentralizationOptimizer(ForwardsToInner, keras.optimizers.Optimize
 
     def _index_of(self, variable: Any) -> int:
         try:
-            return self._get_variable_index(variable)
+            return _compat.variable_index(self, variable)
         except KeyError:
             raise ValueError(
                 f"Unknown variable `{variable.path}`: {self.name} was built with "
@@ -272,9 +273,7 @@ class GradientCentralizationOptimizer(ForwardsToInner, keras.optimizers.Optimize
     def _model_variables_moving_average(self) -> list[Any]:
         # SwapEMAWeights reads it one wrapper deep, so it must pass through
         # LossScaleOptimizer(GradientCentralizationOptimizer(inner)).
-        if not hasattr(self.inner_optimizer, "_model_variables_moving_average"):
-            raise AttributeError("_model_variables_moving_average")
-        return self.inner_optimizer._model_variables_moving_average
+        return _compat.moving_averages(self.inner_optimizer)
 
     def scale_loss(self, loss: Any) -> Any:
         return self.inner_optimizer.scale_loss(loss)

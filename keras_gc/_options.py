@@ -9,10 +9,7 @@ from typing import Any, TypeAlias, TypedDict
 
 import keras
 
-# The function dump that Keras' `Lambda` layer saves a lambda with; Keras
-# loads it back (with `safe_mode=False` only) in `deserialize_keras_object`.
-from keras.src.utils.python_utils import func_dump
-
+from keras_gc import _compat
 from keras_gc._maths import normalize_axes
 
 Pattern: TypeAlias = str | Callable[[Any], bool]
@@ -216,7 +213,10 @@ def load_functions(config: Mapping[str, Any], custom_objects: Any = None) -> dic
 def _serialize_function(function: Callable[..., Any]) -> Any:
     """Saves a function as `keras.layers.Lambda` saves its own."""
     if isinstance(function, types.LambdaType) and function.__name__ == "<lambda>":
-        return {"class_name": "__lambda__", "config": {"value": func_dump(function)}}
+        return {
+            "class_name": "__lambda__",
+            "config": {"value": _compat.func_dump(function)},
+        }
     return keras.saving.serialize_keras_object(function)
 
 

@@ -20,12 +20,12 @@ from typing import Any
 
 from keras import layers
 
+from keras_gc import _compat
+
 
 def owners_in(root: layers.Layer, variables: Sequence[Any]) -> dict[int, layers.Layer]:
     """Maps `id(variable)` to its owner among `root` and its nested layers."""
-    # Keras has no public way to list a layer's nested layers; `fit`,
-    # `summary` and saving all use this one.
-    return _choose(variables, root._flatten_layers(include_self=True, recursive=True))
+    return _choose(variables, _compat.nested_layers(root))
 
 
 def find_owners(variables: Sequence[Any]) -> dict[int, layers.Layer]:

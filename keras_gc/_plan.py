@@ -12,10 +12,9 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Unpack
 
-import keras
 from keras import backend, layers
 
-from keras_gc import _layouts
+from keras_gc import _compat, _layouts
 from keras_gc._maths import normalize_axes
 from keras_gc._options import Options, OptionsKwargs, options_from
 from keras_gc._owners import find_owners, owners_in
@@ -313,9 +312,7 @@ def _variables_of(target: Any) -> list[Any]:
                 "`model.build(input_shape)`, or start it with `keras.Input`."
             )
         return list(target.trainable_variables)
-    if isinstance(target, Sequence) and all(
-        isinstance(v, keras.Variable) for v in target
-    ):
+    if isinstance(target, Sequence) and all(_compat.is_variable(v) for v in target):
         return list(target)
     raise TypeError(
         "Expected a Keras layer or model, or a sequence of `keras.Variable`; "

@@ -5,7 +5,7 @@ import math
 import pytest
 from scipy import stats
 
-from keras_gc._compare_stats import paired_interval, t_quantile, verdict
+from keras_gc.comparison.stats import paired_interval, t_quantile, verdict
 
 # Two-sided 95% critical values of Student's t, as printed in statistics
 # tables (e.g. NIST/SEMATECH e-Handbook, table 1.3.6.7.2).

@@ -307,3 +307,39 @@ def test_compare_records_which_way_each_metric_is_better(result):
         "GC worse",
         "no difference detected with 2 seeds",
     )
+
+
+def _dense() -> keras.Model:
+    return keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+
+
+def test_rejects_an_optimizer_or_model_where_a_function_is_needed():
+    data = (np.ones((4, 4)), np.ones((4, 1)))
+    with pytest.raises(TypeError, match=r"`make_optimizer` must be a function.*SGD"):
+        comparison.compare(_dense, keras.optimizers.SGD(0.1), data, loss="mse")
+    with pytest.raises(
+        TypeError, match=r"`build_model` must be a function.*Sequential"
+    ):
+        comparison.compare(_dense(), keras.optimizers.SGD, data, loss="mse")
+
+
+def test_rejects_one_shot_data_the_second_run_would_find_empty():
+    def batches():
+        for _ in range(2):
+            yield np.ones((4, 4)), np.ones((4, 1))
+
+    arrays = (np.ones((4, 4)), np.ones((4, 1)))
+    with pytest.raises(TypeError, match="`train` is a one-shot iterator"):
+        comparison.compare(_dense, keras.optimizers.SGD, batches(), loss="mse")
+    with pytest.raises(TypeError, match="`validation` is a one-shot iterator"):
+        comparison.compare(_dense, keras.optimizers.SGD, arrays, batches(), loss="mse")
+    # A function of the seed may return a fresh generator for every run.
+    result = comparison.compare(
+        _dense,
+        keras.optimizers.SGD,
+        lambda seed: batches(),
+        loss="mse",
+        steps_per_epoch=2,
+        verbose=0,
+    )
+    assert len(result.runs) == 2

@@ -6,6 +6,7 @@ import os
 import keras
 import numpy as np
 import pytest
+from _keras_features import requires_keras, requires_loss_scaling_reset
 from keras import layers
 
 import keras_gc
@@ -85,6 +86,7 @@ def test_wrapping_a_built_loss_scale_optimizer_is_refused():
         keras_gc.wrap(scaler)
 
 
+@requires_loss_scaling_reset
 def test_loss_scale_optimizer_resets_the_inner_loss_scale_factor():
     inner = keras.optimizers.SGD(0.1, loss_scale_factor=8.0)
     keras.optimizers.LossScaleOptimizer(keras_gc.wrap(inner))
@@ -119,6 +121,7 @@ def test_ema_with_swap_ema_weights(scaled):
     kernel_means_fixed(model, before)
 
 
+@requires_keras("optimizers.MultiOptimizer")
 def test_gc_inside_a_multi_optimizer_for_the_conv_tower_only():
     def multi(conv_optimizer):
         return keras.optimizers.MultiOptimizer(
@@ -142,6 +145,7 @@ def test_gc_inside_a_multi_optimizer_for_the_conv_tower_only():
     assert_same_weights(model, reference_model)
 
 
+@requires_keras("optimizers.MultiOptimizer")
 def test_gc_around_a_multi_optimizer():
     def multi():
         return keras.optimizers.MultiOptimizer(

@@ -126,7 +126,7 @@ def test_non_trainable_variables_are_left_alone():
 @pytest.mark.tensorflow
 def test_integer_variables_are_left_alone():
     # Torch cannot make an integer variable trainable.
-    (entry,) = keras_gc.plan([keras.Variable(np.zeros((3, 3), "int32"))])
+    (entry,) = keras_gc.plan([keras.Variable(np.zeros((3, 3)), dtype="int32")])
     assert not entry.centralized
     assert entry.reason.startswith("not a float variable")
 

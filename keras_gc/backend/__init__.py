@@ -1,35 +1,65 @@
 """The fast path of the backend Keras runs on, chosen once at import.
 
-Keras picks its optimizer class per backend the same way
-(`keras/src/optimizers/optimizer.py`). Each module offers the same four
-functions:
-
-- `centralize(gradient, axes)`: one gradient, axes already checked;
-- `centralize_all(gradients, axes, in_place)`: a list, each over its axes;
-- `own_gradients(gradients, variables)`: which gradients GC may overwrite;
-- `do_not_convert(function)`: keeps a tracer from rewriting our Python.
-
-A backend without a module of its own runs `keras_gc.backend.generic`, the
-`keras.ops` reference.
+Keras picks its optimizer class per backend the same way, with a static
+`if`/`elif` import (`keras/src/optimizers/optimizer.py`). Each module provides
+what `Backend` names; mypy checks every one of them against it. A backend
+without a module of its own runs `keras_gc.backend.generic`, the `keras.ops`
+reference.
 """
 
-import importlib
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import keras
 
-_BACKEND = keras.backend.backend()
-_MODULE = _BACKEND if _BACKEND in ("jax", "tensorflow", "torch") else "generic"
-_implementation = importlib.import_module(f"keras_gc.backend.{_MODULE}")
+_F = TypeVar("_F", bound=Callable[..., Any])
 
-centralize: Callable[[Any, tuple[int, ...]], Any] = _implementation.centralize
-centralize_all: Callable[
-    [Sequence[Any], Sequence[tuple[int, ...]], Sequence[bool]], list[Any]
-] = _implementation.centralize_all
-own_gradients: Callable[[Sequence[Any], Sequence[Any]], list[bool]] = (
-    _implementation.own_gradients
-)
-do_not_convert: Callable[[Any], Any] = _implementation.do_not_convert
 
-__all__ = ["centralize", "centralize_all", "do_not_convert", "own_gradients"]
+class Backend(Protocol):
+    """What a backend module provides (its functions, as protocol members)."""
+
+    def centralize(self, gradient: Any, axes: tuple[int, ...]) -> Any:
+        """One gradient minus its mean over `axes`, axes already checked."""
+
+    def centralize_all(
+        self,
+        gradients: Sequence[Any],
+        axes: Sequence[tuple[int, ...]],
+        in_place: Sequence[bool],
+    ) -> list[Any]:
+        """`centralize` on a list, each over its axes, overwriting those that
+        `in_place` marks where the backend can."""
+
+    def own_gradients(
+        self, gradients: Sequence[Any], variables: Sequence[Any]
+    ) -> list[bool]:
+        """Which gradients GC may overwrite (the variables' own)."""
+
+    def do_not_convert(self, function: _F) -> _F:
+        """Keeps a tracer (AutoGraph) from rewriting our Python."""
+
+
+_implementation: Backend
+if keras.backend.backend() == "jax":
+    from keras_gc.backend import jax as _jax
+
+    _implementation = _jax
+elif keras.backend.backend() == "tensorflow":
+    from keras_gc.backend import tensorflow as _tensorflow
+
+    _implementation = _tensorflow
+elif keras.backend.backend() == "torch":
+    from keras_gc.backend import torch as _torch
+
+    _implementation = _torch
+else:
+    from keras_gc.backend import generic as _generic
+
+    _implementation = _generic
+
+centralize = _implementation.centralize
+centralize_all = _implementation.centralize_all
+own_gradients = _implementation.own_gradients
+do_not_convert = _implementation.do_not_convert
+
+__all__ = ["Backend", "centralize", "centralize_all", "do_not_convert", "own_gradients"]

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from keras_gc._compat import VARIABLE_VALUE
 from keras_gc._maths import centralize_each, centralize_reference
 from keras_gc.backend.generic import do_not_convert
 
@@ -69,12 +70,10 @@ def own_gradients(gradients: Sequence[Any], variables: Sequence[Any]) -> list[bo
 
     Those may be overwritten in place; any other tensor may be the caller's.
     """
-    # `_value` is the parameter itself; `variable.value` would cost scope,
-    # device and autocast checks per variable.
     return [
         isinstance(g, torch.Tensor)
         and not g.requires_grad
-        and g is getattr(getattr(v, "_value", None), "grad", None)
+        and g is getattr(getattr(v, VARIABLE_VALUE, None), "grad", None)
         for g, v in zip(gradients, variables, strict=True)
     ]
 

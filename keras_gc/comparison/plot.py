@@ -1,58 +1,70 @@
 """The curves of a comparison, drawn with matplotlib (imported only here,
-when a plot is asked for)."""
+when a plot is asked for).
+
+It draws arrays and knows nothing of runs, so the report depends on it and
+not the other way round.
+"""
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from keras_gc._compare_report import ARMS, TIMES
-
-if TYPE_CHECKING:
-    from keras_gc._compare_report import Comparison
+_COLOURS = ("tab:blue", "tab:orange")
 
 
-def save_plot(comparison: "Comparison", path: str | os.PathLike[str]) -> Path:
-    """Writes `Comparison.save_plot`'s PNG to `path` and returns the path."""
+def draw_curves(
+    curves: Mapping[str, Mapping[str, np.ndarray]],
+    title: str,
+    path: str | os.PathLike[str],
+) -> Path:
+    """Writes one panel per metric, every arm's curves on it, as a PNG.
+
+    Args:
+        curves: `curves[arm][metric]`, an array of shape `(seeds, epochs)`.
+            A metric named `val_<m>` is drawn dashed on `<m>`'s panel. With
+            several seeds, a line is the mean and a band spans the minimum
+            and maximum.
+        title: The figure's title.
+        path: Where to write the PNG.
+
+    Returns:
+        The path.
+    """
     figure_class, canvas_class = _matplotlib()
-    metrics = [m for m in comparison.measure_names() if m not in TIMES]
+    metrics = list(next(iter(curves.values())))
     panels = [m for m in metrics if not m.startswith("val_")]
     figure = figure_class(figsize=(6 * len(panels), 4.5), layout="constrained")
     for axes, metric in zip(
         figure.subplots(1, len(panels), squeeze=False)[0], panels, strict=True
     ):
-        for arm, colour in zip(ARMS, ("tab:blue", "tab:orange"), strict=True):
+        for (arm, arm_curves), colour in zip(curves.items(), _COLOURS, strict=True):
             for name, style in ((metric, "-"), (f"val_{metric}", "--")):
-                if name not in metrics:
+                if name not in arm_curves:
                     continue
-                curves = np.array(
-                    [comparison.run(arm, s).history[name] for s in comparison.seeds]
-                )
-                epochs = np.arange(1, curves.shape[1] + 1)
+                values = np.asarray(arm_curves[name])
+                epochs = np.arange(1, values.shape[1] + 1)
                 kind = "validation" if name.startswith("val_") else "training"
                 axes.plot(
                     epochs,
-                    curves.mean(0),
+                    values.mean(0),
                     style,
                     color=colour,
                     label=f"{arm}, {kind}",
                 )
-                if len(curves) > 1:
+                if len(values) > 1:
                     axes.fill_between(
                         epochs,
-                        curves.min(0),
-                        curves.max(0),
+                        values.min(0),
+                        values.max(0),
                         color=colour,
                         alpha=0.15,
                     )
         axes.set(xlabel="epoch", ylabel=metric, title=metric)
         axes.legend()
-    title = comparison.metadata.get("title")
-    figure.suptitle(
-        (f"{title}\n" if title else "")
-        + f"With and without Gradient Centralization ({len(comparison.seeds)} seed(s))"
-    )
+    figure.suptitle(title)
     canvas_class(figure).print_png(str(path))
     return Path(path)
 

@@ -1,27 +1,21 @@
-"""A fair, repeated A/B comparison of an optimizer with and without GC.
-
-`compare` trains the same model twice per seed, once with the bare optimizer
-and once with it wrapped by `keras_gc.wrap`, and nothing else differs: both
-runs start from the same initial weights, see the same batches in the same
-order and draw the same augmentation and dropout. Repeating the pair over
-several seeds gives each metric's mean and spread and the paired difference
-(GC minus bare), which tells a real effect from seed-to-seed noise.
-"""
+"""`compare`: trains the two arms of each seed's pair, alike in all but GC."""
 
 import hashlib
 import platform
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import keras
 import numpy as np
 
-from keras_gc._compare_report import ARMS, Comparison, Run, jsonable
+from keras_gc._compat import metric_direction
 from keras_gc._optimizer import wrap as gc_wrap
+from keras_gc._version import __version__
+from keras_gc.comparison.report import ARMS, Comparison, Run, jsonable
 
-__all__ = ["ARMS", "Comparison", "Run", "compare"]
+__all__ = ["compare"]
 
 
 class _Clock(keras.callbacks.Callback):
@@ -47,8 +41,6 @@ def _digest(weights: Sequence[np.ndarray]) -> str:
 
 
 def _environment() -> dict[str, Any]:
-    from keras_gc import __version__
-
     backend = keras.backend.backend()
     module = sys.modules.get("tensorflow" if backend == "tensorflow" else backend)
     return {
@@ -132,6 +124,8 @@ def compare(
         ...                  (x, y), loss="mse", epochs=2, verbose=0)
         >>> print(result.table())  # doctest: +SKIP
     """
+    _check_factories(build_model, make_optimizer)
+    _check_reusable(train=train, validation=validation)
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seed_list or len(set(seed_list)) != len(seed_list):
         raise ValueError(
@@ -177,6 +171,37 @@ def compare(
     return Comparison(
         tuple(runs), jsonable(_environment() | settings | dict(metadata or {}))
     )
+
+
+def _check_factories(build_model: Any, make_optimizer: Any) -> None:
+    """Each arm needs its own model and optimizer: refuses a built one."""
+    for name, given, example in (
+        ("build_model", build_model, "def build_model(): return keras.Sequential(...)"),
+        ("make_optimizer", make_optimizer, "lambda: keras.optimizers.RMSprop(1e-4)"),
+    ):
+        # A Keras model is callable, so `callable` alone would not tell.
+        if isinstance(given, keras.layers.Layer | keras.optimizers.Optimizer) or (
+            not callable(given)
+        ):
+            raise TypeError(
+                f"`{name}` must be a function that returns a new one for every "
+                f"run (e.g. `{example}`); received {type(given).__name__} "
+                f"{given!r}."
+            )
+
+
+def _check_reusable(**data: Data) -> None:
+    """Refuses data that one run would use up, leaving the next run nothing."""
+    for name, given in data.items():
+        if isinstance(given, Iterator):
+            raise TypeError(
+                f"`{name}` is a one-shot iterator ({type(given).__name__}): the "
+                "first run would use it up and the next would find it empty. "
+                "Pass data that can be iterated afresh (arrays, a "
+                "`keras.utils.PyDataset`, a `tf.data.Dataset`), or a function "
+                "of the seed that returns a new iterator each time, e.g. "
+                f"`{name}=lambda seed: make_batches(seed)`."
+            )
 
 
 def _fresh_optimizers(
@@ -238,12 +263,12 @@ def _fit(
     clock = _Clock()
     start = time.perf_counter()
     data = train(seed) if callable(train) else train
-    # Keras warns that it cannot shuffle an endless `PyDataset`; such data
-    # (like `Batches(shuffle=True)`) draws its own order.
+    # Keras warns that it cannot shuffle an endless `PyDataset` or an
+    # iterator; such data (like `Batches(shuffle=True)`) draws its own order.
     endless = isinstance(data, keras.utils.PyDataset) and data.num_batches is None
     history = model.fit(
         *(data if isinstance(data, tuple) else (data,)),
-        shuffle=not endless,
+        shuffle=not (endless or isinstance(data, Iterator)),
         validation_data=validation(seed) if callable(validation) else validation,
         callbacks=[clock],
         **fit_kwargs,
@@ -272,7 +297,7 @@ def _directions(model: keras.Model) -> dict[str, str]:
         metric = pending.pop()
         # The compiled metrics nest their metrics (`CompileMetrics`, lists).
         pending.extend(getattr(metric, "metrics", []))
-        direction = getattr(metric, "_direction", None)
-        if direction in ("up", "down"):
+        direction = metric_direction(metric)
+        if direction is not None:
             directions[metric.name] = direction
     return directions

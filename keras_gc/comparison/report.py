@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from keras_gc._compare_stats import CONFIDENCE, paired_interval, verdict
+from keras_gc.comparison.plot import draw_curves
+from keras_gc.comparison.stats import CONFIDENCE, paired_interval, verdict
 
 __all__ = ["ARMS", "Comparison", "Run"]
 
@@ -267,9 +268,21 @@ class Comparison:
         Returns:
             The path.
         """
-        from keras_gc._compare_plot import save_plot
-
-        return save_plot(self, path)
+        metrics = [m for m in self.measure_names() if m not in TIMES]
+        curves = {
+            arm: {
+                m: np.array([self.run(arm, s).history[m] for s in self.seeds])
+                for m in metrics
+            }
+            for arm in ARMS
+        }
+        title = self.metadata.get("title")
+        return draw_curves(
+            curves,
+            (f"{title}\n" if title else "")
+            + f"With and without Gradient Centralization ({len(self.seeds)} seed(s))",
+            path,
+        )
 
     def save(
         self, directory: str | os.PathLike[str], *, plot: bool = True
