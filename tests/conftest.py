@@ -21,14 +21,24 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         )
 
 
+# Tests that do not depend on the backend run in one backend's session only.
+BACKEND_FREE_RUNS_ON = "jax"
+
+
 def pytest_configure(config: pytest.Config) -> None:
     for backend in ("jax", "tensorflow", "torch"):
         config.addinivalue_line(
             "markers", f"{backend}: runs only on the {backend} backend"
         )
+    config.addinivalue_line(
+        "markers",
+        f"backend_free: uses no backend, so runs once, on {BACKEND_FREE_RUNS_ON}",
+    )
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("backend_free") and EXPECTED != BACKEND_FREE_RUNS_ON:
+        pytest.skip(f"backend-free: runs in the {BACKEND_FREE_RUNS_ON} session")
     backends = {"jax", "tensorflow", "torch"} & {m.name for m in item.iter_markers()}
     if backends and keras.backend.backend() not in backends:
         pytest.skip(f"needs the {' or '.join(sorted(backends))} backend")

@@ -7,6 +7,8 @@ from scipy import stats
 
 from keras_gc.comparison.stats import paired_interval, t_quantile, verdict
 
+pytestmark = pytest.mark.backend_free
+
 # Two-sided 95% critical values of Student's t, as printed in statistics
 # tables (e.g. NIST/SEMATECH e-Handbook, table 1.3.6.7.2).
 PRINTED = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 9: 2.262, 29: 2.045}

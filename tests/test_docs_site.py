@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.backend_free
+
 SITE = os.environ.get("KERAS_GC_SITE")
 # Words about the work that made the package, not about the package.
 WORKSHOP = re.compile(

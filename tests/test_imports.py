@@ -4,7 +4,11 @@ the package's own `__init__` (read from the source, so lazy imports count)."""
 import ast
 from pathlib import Path
 
+import pytest
+
 import keras_gc
+
+pytestmark = pytest.mark.backend_free
 
 ROOT = Path(keras_gc.__file__).parent
 

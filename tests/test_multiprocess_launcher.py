@@ -10,6 +10,8 @@ from pathlib import Path
 import _multiprocess
 import pytest
 
+pytestmark = pytest.mark.backend_free
+
 
 def _python(code: str) -> _multiprocess.Command:
     return [sys.executable, "-c", code], {}
