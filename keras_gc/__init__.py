@@ -6,6 +6,7 @@
 
 from keras_gc import comparison, optimizers
 from keras_gc._centralize import centralize
+from keras_gc._clipping import adaptive_clip
 from keras_gc._optimizer import GradientCentralizationOptimizer, wrap
 from keras_gc._options import MODES, Options
 from keras_gc._plan import Plan, VariablePlan, centralize_gradients, plan
@@ -19,6 +20,7 @@ __all__ = [
     "Options",
     "Plan",
     "VariablePlan",
+    "adaptive_clip",
     "centralize",
     "centralize_gradients",
     "compare",

@@ -90,7 +90,7 @@ class GradientCentralizationOptimizer(keras.optimizers.Optimizer):
                 "match no variable; see `optimizer.plan`.",
                 stacklevel=2,
             )
-        if var_list and not any(entry.centralized for entry in self._plan):
+        if var_list and not any(e.centralized or e.clipped for e in self._plan):
             warnings.warn(
                 f"{self.name} centralizes none of its {len(var_list)} trainable "
                 "variables: no kernel is trainable (a quantized or frozen model "
@@ -143,6 +143,7 @@ class GradientCentralizationOptimizer(keras.optimizers.Optimizer):
                 f"{len(variables)} variables: give one gradient (or None) per "
                 "variable, in the same order."
             )
+        grads = self.plan.clip(grads, variables, indices)
         if self.options.mode == "gradient":
             grads = self.plan._centralize(
                 grads, indices, own_gradients(grads, variables)
@@ -181,6 +182,7 @@ class GradientCentralizationOptimizer(keras.optimizers.Optimizer):
                 "Compile the model again with a new optimizer."
             )
         own = len(self._variables)
+        grads = self.plan.clip(list(grads), trainable_variables)
         if self.options.mode == "gradient":
             grads = self.plan.centralize(list(grads))
         else:

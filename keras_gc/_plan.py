@@ -15,6 +15,8 @@ import keras
 from keras import backend, layers
 
 from keras_gc import _layouts
+from keras_gc._clipping import clip_planned
+from keras_gc._head import plan_clipping
 from keras_gc._options import Options, OptionsKwargs, options_from
 from keras_gc._owners import find_owners, owners_in
 from keras_gc.backend import centralize_all
@@ -34,6 +36,9 @@ class VariablePlan:
         axes: The axes the gradient is averaged over, or `None` when the
             variable is left alone.
         reason: The rule that decided, in words.
+        agc_axes: The axes each unit's norm is taken over by adaptive
+            gradient clipping (those GC averages over, also when `gc=False`),
+            or `None` when AGC leaves the variable alone.
     """
 
     path: str
@@ -42,11 +47,17 @@ class VariablePlan:
     output_axes: tuple[int, ...] | None
     axes: tuple[int, ...] | None
     reason: str
+    agc_axes: tuple[int, ...] | None = None
 
     @property
     def centralized(self) -> bool:
         """Whether this variable's gradient is centralized."""
         return self.axes is not None
+
+    @property
+    def clipped(self) -> bool:
+        """Whether adaptive gradient clipping applies to this variable."""
+        return self.agc_axes is not None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,10 +70,14 @@ class Plan(Sequence[VariablePlan]):
     Attributes:
         unmatched_include: Patterns of the `include` option that matched no
             variable.
+        agc: $\\lambda$ of adaptive gradient clipping, or `None` when off.
+        agc_eps: $\\epsilon$ of adaptive gradient clipping.
     """
 
     entries: tuple[VariablePlan, ...]
     unmatched_include: tuple[str, ...] = ()
+    agc: float | None = None
+    agc_eps: float = 1e-3
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -143,6 +158,20 @@ class Plan(Sequence[VariablePlan]):
             result[i] = gradient
         return result
 
+    def clip(
+        self,
+        gradients: Sequence[Any],
+        weights: Sequence[Any],
+        indices: Sequence[int] | None = None,
+    ) -> list[Any]:
+        """Applies adaptive gradient clipping (`keras_gc.adaptive_clip`) where
+        the plan says so; for AGC then GC, `centralize` the result.
+
+        `gradients` and `indices` are as in `centralize`; `weights` are the
+        variables (or their values) the gradients belong to, in their order.
+        """
+        return clip_planned(self, gradients, weights, indices)
+
     @functools.cached_property
     def _targets(self) -> tuple[tuple[int, tuple[int, ...]], ...]:
         # Per step, only the centralized entries are visited.
@@ -159,7 +188,9 @@ class Plan(Sequence[VariablePlan]):
         )
 
     def __str__(self) -> str:
-        rows = [("path", "shape", "layer", "GC", "output axes", "reason")]
+        rows: list[tuple[str, ...]] = [
+            ("path", "shape", "layer", "GC", "output axes", "reason")
+        ]
         for e in self.entries:
             rows.append(
                 (
@@ -171,6 +202,9 @@ class Plan(Sequence[VariablePlan]):
                     e.reason,
                 )
             )
+        if self.agc is not None:
+            cells = ["AGC"] + ["yes" if e.clipped else "no" for e in self.entries]
+            rows = [(*r[:4], c, *r[4:]) for r, c in zip(rows, cells, strict=True)]
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
         lines = [
             "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False))
@@ -185,6 +219,12 @@ class Plan(Sequence[VariablePlan]):
             f"Gradient Centralization on {len(centralized)} of {len(self.entries)} "
             f"variables ({gc_size:,} of {size:,} parameters)."
         )
+        if self.agc is not None:
+            clipped = [e for e in self.entries if e.clipped]
+            lines.append(
+                f"Adaptive gradient clipping (λ={self.agc:g}, ε={self.agc_eps:g}) "
+                f"on {len(clipped)} of {len(self.entries)} variables."
+            )
         if self.unmatched_include:
             lines.append(
                 f"include patterns that match nothing: {self.unmatched_include}"
@@ -259,7 +299,8 @@ def make_plan(target: Any, options: Options) -> Plan:
         for p in options.patterns("include")
         if isinstance(p, str) and not any(re.search(p, v.path) for v in variables)
     )
-    return Plan(entries, unmatched)
+    entries = plan_clipping(target, variables, entries, options)
+    return Plan(entries, unmatched, options.agc, options.agc_eps)
 
 
 def centralize_gradients(
