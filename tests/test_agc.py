@@ -209,6 +209,16 @@ def test_agrees_with_optax_where_optax_reads_keras_right(name):
     np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs[0]), rtol=1e-6)
 
 
+def test_zero_weights_are_counted_as_eps():
+    # A unit initialized at zero may still move, by at most clipping * eps.
+    w = np.zeros((3, 2), "float32")
+    w[:, 1] = [3.0, 4.0, 0.0]
+    g = np.ones((3, 2), "float32")
+    out = keras.ops.convert_to_numpy(keras_gc.adaptive_clip(g, w, 0, 0.1, eps=0.5))
+    np.testing.assert_allclose(unit_norms(out, 0), [0.1 * 0.5, 0.1 * 5.0], rtol=1e-6)
+    np.testing.assert_allclose(out, numpy_agc(g, w, 0, 0.1, eps=0.5), rtol=1e-6)
+
+
 def test_adaptive_clip_rank_5_and_float16():
     rng = np.random.default_rng(3)
     w = rng.standard_normal((2, 2, 2, 3, 4)).astype("float32")
