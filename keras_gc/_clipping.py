@@ -7,8 +7,10 @@ the few ops per kernel are fused with the rest of the step.
 from collections.abc import Sequence
 from typing import Any
 
-from keras import backend, ops
+from keras import ops
+from keras.backend import standardize_dtype
 
+from keras_gc import backend
 from keras_gc._maths import check_axes
 
 # A gradient norm below this is not divided by: as in NFNets and optax.
@@ -83,12 +85,23 @@ def adaptive_clip(
 
 
 def clip_reference(
-    gradient: Any, weight: Any, axes: tuple[int, ...], clipping: float, eps: float
+    gradient: Any,
+    weight: Any,
+    axes: tuple[int, ...],
+    clipping: float,
+    eps: float,
+    total: Any = None,
 ) -> Any:
-    """`adaptive_clip` with its arguments already checked."""
+    """`adaptive_clip` with its arguments already checked.
+
+    With `total`, the scale is that of `total`, the gradient summed over the
+    replicas of a distributed step; scaling each replica's `gradient` by it
+    makes their sum the clipped `total`.
+    """
     gradient = ops.convert_to_tensor(gradient)
     limit = clipping * ops.maximum(unit_norm(weight, axes), eps)
-    norm = ops.maximum(unit_norm(gradient, axes), _MIN_GRADIENT_NORM)
+    norm = unit_norm(gradient if total is None else total, axes)
+    norm = ops.maximum(norm, _MIN_GRADIENT_NORM)
     # Exactly 1 for units under the limit, so their gradient is unchanged.
     scale = ops.minimum(1.0, limit / norm)
     return gradient * ops.cast(scale, gradient.dtype)
@@ -97,7 +110,7 @@ def clip_reference(
 def unit_norm(x: Any, axes: tuple[int, ...]) -> Any:
     """The float32 (or wider) Frobenius norm of `x` over `axes`, kept as size 1."""
     x = ops.convert_to_tensor(x)
-    if backend.standardize_dtype(x.dtype) in ("float16", "bfloat16"):
+    if standardize_dtype(x.dtype) in ("float16", "bfloat16"):
         x = ops.cast(x, "float32")
     return ops.sqrt(ops.sum(ops.square(x), axis=axes, keepdims=True))
 
@@ -109,10 +122,12 @@ def clip_all(
     clipping: float,
     eps: float,
 ) -> list[Any]:
-    """`clip_reference` on each gradient of a list, with its weight and axes."""
+    """`clip_reference` on each gradient of a list, with its weight and axes,
+    scaled by the norms of its sum over the replicas of a distributed step."""
+    totals = backend.replica_sum(gradients)
     return [
-        clip_reference(g, w, a, clipping, eps)
-        for g, w, a in zip(gradients, weights, axes, strict=True)
+        clip_reference(g, w, a, clipping, eps, None if t is g else t)
+        for g, w, a, t in zip(gradients, weights, axes, totals, strict=True)
     ]
 
 

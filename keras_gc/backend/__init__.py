@@ -31,5 +31,13 @@ own_gradients: Callable[[Sequence[Any], Sequence[Any]], list[bool]] = (
     _implementation.own_gradients
 )
 do_not_convert: Callable[[Any], Any] = _implementation.do_not_convert
+# AGC's norms are taken over the all-reduced gradient (see each module).
+replica_sum: Callable[[Sequence[Any]], list[Any]] = _implementation.replica_sum
 
-__all__ = ["centralize", "centralize_all", "do_not_convert", "own_gradients"]
+__all__ = [
+    "centralize",
+    "centralize_all",
+    "do_not_convert",
+    "own_gradients",
+    "replica_sum",
+]

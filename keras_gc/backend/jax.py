@@ -22,9 +22,15 @@ from keras_gc._maths import (
     centralize_reference,
     is_float32_over_leading,
 )
-from keras_gc.backend.generic import do_not_convert, own_gradients
+from keras_gc.backend.generic import do_not_convert, own_gradients, replica_sum
 
-__all__ = ["centralize", "centralize_all", "do_not_convert", "own_gradients"]
+__all__ = [
+    "centralize",
+    "centralize_all",
+    "do_not_convert",
+    "own_gradients",
+    "replica_sum",
+]
 
 
 def centralize(gradient: Any, axes: tuple[int, ...]) -> Any:

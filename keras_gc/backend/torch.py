@@ -17,9 +17,15 @@ from typing import Any
 import torch
 
 from keras_gc._maths import centralize_each, centralize_reference
-from keras_gc.backend.generic import do_not_convert
+from keras_gc.backend.generic import do_not_convert, replica_sum
 
-__all__ = ["centralize", "centralize_all", "do_not_convert", "own_gradients"]
+__all__ = [
+    "centralize",
+    "centralize_all",
+    "do_not_convert",
+    "own_gradients",
+    "replica_sum",
+]
 
 # Up to this many elements, copying a kernel's gradient into a stack costs
 # less than dispatching a mean of its own (measured: docs/performance.md).
