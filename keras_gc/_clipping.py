@@ -4,6 +4,7 @@ Nothing here knows which backend runs it; under JAX and TensorFlow graphs
 the few ops per kernel are fused with the rest of the step.
 """
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -99,12 +100,47 @@ def clip_reference(
     makes their sum the clipped `total`.
     """
     gradient = ops.convert_to_tensor(gradient)
-    limit = clipping * ops.maximum(unit_norm(weight, axes), eps)
-    norm = unit_norm(gradient if total is None else total, axes)
-    norm = ops.maximum(norm, _MIN_GRADIENT_NORM)
-    # Exactly 1 for units under the limit, so their gradient is unchanged.
-    scale = ops.minimum(1.0, limit / norm)
+    scale = clip_scale(
+        gradient if total is None else total, weight, axes, clipping, eps
+    )
     return gradient * ops.cast(scale, gradient.dtype)
+
+
+def clip_scale(
+    gradient: Any, weight: Any, axes: tuple[int, ...], clipping: float, eps: float
+) -> Any:
+    """Each unit's factor in `adaptive_clip`, of size 1 along `axes`."""
+    limit = clipping * ops.maximum(unit_norm(weight, axes), eps)
+    norm = ops.maximum(unit_norm(gradient, axes), _MIN_GRADIENT_NORM)
+    # Exactly 1 for units under the limit, so their gradient is unchanged.
+    return ops.minimum(1.0, limit / norm)
+
+
+def clip_centralize_reference(
+    gradient: Any,
+    weight: Any,
+    axes: tuple[int, ...],
+    clipping: float,
+    eps: float,
+    total: Any = None,
+) -> Any:
+    """AGC then GC over the same axes, as one pass over the gradient.
+
+    The factor is constant over the averaged axes, so centralizing the
+    clipped gradient equals clipping the centralized one: the norm and the
+    mean can both be taken from the gradient as it came.
+    """
+    gradient = ops.convert_to_tensor(gradient)
+    size = math.prod(gradient.shape[a] for a in axes)
+    # One read of the gradient gives both its norm and its mean.
+    gradient_sum, square_sum = backend.sums(gradient, axes)
+    if total is not None:
+        square_sum = backend.sums(total, axes)[1]
+    limit = clipping * ops.maximum(unit_norm(weight, axes), eps)
+    norm = ops.maximum(ops.sqrt(square_sum), _MIN_GRADIENT_NORM)
+    scale = ops.minimum(1.0, limit / norm)
+    mean = ops.cast(gradient_sum / size, gradient.dtype)
+    return (gradient - mean) * ops.cast(scale, gradient.dtype)
 
 
 def unit_norm(x: Any, axes: tuple[int, ...]) -> Any:
@@ -121,13 +157,19 @@ def clip_all(
     axes: Sequence[tuple[int, ...]],
     clipping: float,
     eps: float,
+    also_centralize: Sequence[bool],
 ) -> list[Any]:
     """`clip_reference` on each gradient of a list, with its weight and axes,
-    scaled by the norms of its sum over the replicas of a distributed step."""
+    scaled by the norms of its sum over the replicas of a distributed step;
+    those `also_centralize` marks are centralized in the same pass."""
     totals = backend.replica_sum(gradients)
     return [
-        clip_reference(g, w, a, clipping, eps, None if t is g else t)
-        for g, w, a, t in zip(gradients, weights, axes, totals, strict=True)
+        (clip_centralize_reference if gc else clip_reference)(
+            g, w, a, clipping, eps, None if t is g else t
+        )
+        for g, w, a, t, gc in zip(
+            gradients, weights, axes, totals, also_centralize, strict=True
+        )
     ]
 
 
@@ -144,8 +186,10 @@ def clip_planned(
     gradients: Sequence[Any],
     weights: Sequence[Any],
     indices: Sequence[int] | None,
+    also_centralize: bool = False,
 ) -> list[Any]:
-    """`Plan.clip`: AGC on the gradients of the entries `plan` clips."""
+    """`Plan.clip`: AGC on the gradients of the entries `plan` clips; with
+    `also_centralize`, the centralized ones among them are centralized too."""
     expected = len(plan) if indices is None else len(indices)
     if not len(gradients) == len(weights) == expected:
         raise ValueError(
@@ -167,6 +211,7 @@ def clip_planned(
         [axes for _, axes in chosen],
         plan.agc,
         plan.agc_eps,
+        [also_centralize and plan[positions[i]].centralized for i, _ in chosen],
     )
     for (i, _), gradient in zip(chosen, clipped, strict=True):
         result[i] = gradient

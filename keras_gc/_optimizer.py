@@ -7,6 +7,7 @@ from typing import Any, Unpack
 import keras
 from keras import ops
 
+from keras_gc._clipping import clip_planned
 from keras_gc._options import OptionsKwargs, options_from
 from keras_gc._plan import Plan, VariablePlan, make_plan
 from keras_gc.backend import centralize, do_not_convert, own_gradients
@@ -143,13 +144,12 @@ class GradientCentralizationOptimizer(keras.optimizers.Optimizer):
                 f"{len(variables)} variables: give one gradient (or None) per "
                 "variable, in the same order."
             )
-        grads = self.plan.clip(grads, variables, indices)
         if self.options.mode == "gradient":
-            grads = self.plan._centralize(
-                grads, indices, own_gradients(grads, variables)
-            )
+            grads = clip_and_centralize(self.plan, grads, variables, indices)
             self.inner_optimizer.apply(grads, trainable_variables)
             return
+        # AGC clips the gradient the inner optimizer sees, as NFNets does.
+        grads = self.plan.clip(grads, variables, indices)
         entries = (
             self.plan.entries if indices is None else [self.plan[i] for i in indices]
         )
@@ -182,10 +182,10 @@ class GradientCentralizationOptimizer(keras.optimizers.Optimizer):
                 "Compile the model again with a new optimizer."
             )
         own = len(self._variables)
-        grads = self.plan.clip(list(grads), trainable_variables)
         if self.options.mode == "gradient":
-            grads = self.plan.centralize(list(grads))
+            grads = clip_and_centralize(self.plan, grads, trainable_variables, None)
         else:
+            grads = self.plan.clip(list(grads), trainable_variables)
             # Copies, because torch optimizers update their inputs in place.
             before = [
                 ops.copy(value) if entry.centralized else None
@@ -319,6 +319,18 @@ def _hint(value: Any) -> str:
 def _centralized_step(old: Any, new: Any, entry: VariablePlan) -> Any:
     """Returns `old + centralize(new - old)`: the inner step, centralized."""
     return old + centralize(new - old, entry.axes or ())
+
+
+def clip_and_centralize(
+    plan: Plan,
+    grads: Sequence[Any],
+    variables: Sequence[Any],
+    indices: Sequence[int] | None,
+) -> list[Any]:
+    """AGC then GC: one pass over each kernel both touch, then GC on the rest."""
+    grads = clip_planned(plan, list(grads), variables, indices, also_centralize=True)
+    rest = plan._gc_after_agc
+    return rest._centralize(grads, indices, own_gradients(grads, variables))
 
 
 def wrap(

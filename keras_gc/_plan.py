@@ -173,6 +173,15 @@ class Plan(Sequence[VariablePlan]):
         return clip_planned(self, gradients, weights, indices)
 
     @functools.cached_property
+    def _gc_after_agc(self) -> "Plan":
+        """This plan without the kernels that AGC centralizes in its own pass."""
+        entries = tuple(
+            dataclasses.replace(e, axes=None) if e.clipped and e.centralized else e
+            for e in self.entries
+        )
+        return dataclasses.replace(self, entries=entries)
+
+    @functools.cached_property
     def _targets(self) -> tuple[tuple[int, tuple[int, ...]], ...]:
         # Per step, only the centralized entries are visited.
         return self._targets_at(range(len(self.entries)))

@@ -33,6 +33,7 @@ own_gradients: Callable[[Sequence[Any], Sequence[Any]], list[bool]] = (
 do_not_convert: Callable[[Any], Any] = _implementation.do_not_convert
 # AGC's norms are taken over the all-reduced gradient (see each module).
 replica_sum: Callable[[Sequence[Any]], list[Any]] = _implementation.replica_sum
+sums: Callable[[Any, tuple[int, ...]], tuple[Any, Any]] = _implementation.sums
 
 __all__ = [
     "centralize",
@@ -40,4 +41,5 @@ __all__ = [
     "do_not_convert",
     "own_gradients",
     "replica_sum",
+    "sums",
 ]

@@ -35,7 +35,7 @@ from keras_gc._maths import (
     centralize_reference,
     is_float32_over_leading,
 )
-from keras_gc.backend.generic import own_gradients
+from keras_gc.backend.generic import own_gradients, sums
 
 __all__ = [
     "centralize",
@@ -43,6 +43,7 @@ __all__ = [
     "do_not_convert",
     "own_gradients",
     "replica_sum",
+    "sums",
 ]
 
 _F = TypeVar("_F", bound=Callable[..., Any])

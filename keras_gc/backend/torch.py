@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from keras_gc._maths import centralize_each, centralize_reference
-from keras_gc.backend.generic import do_not_convert, replica_sum
+from keras_gc.backend.generic import do_not_convert, replica_sum, sums
 
 __all__ = [
     "centralize",
@@ -25,6 +25,7 @@ __all__ = [
     "do_not_convert",
     "own_gradients",
     "replica_sum",
+    "sums",
 ]
 
 # Up to this many elements, copying a kernel's gradient into a stack costs
