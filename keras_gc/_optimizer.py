@@ -33,7 +33,8 @@ class GradientCentralizationOptimizer(keras.optimizers.Optimizer):
         inner_optimizer: The `keras.optimizers.Optimizer` instance to wrap.
         name: String, the name of the optimizer.
         **options: The options of `keras_gc.Options`: `conv_only`,
-            `include`, `exclude`, `output_axes` and `mode`.
+            `include`, `exclude`, `output_axes`, `mode`, and those of adaptive
+            gradient clipping: `gc`, `agc`, `agc_eps` and `agc_head`.
 
     Attributes:
         inner_optimizer: The wrapped optimizer, which computes every step
@@ -342,7 +343,8 @@ def wrap(
         optimizer: A `keras.optimizers.Optimizer` instance. A
             `LossScaleOptimizer` that is not built yet gets GC inside it.
         **options: The options of `keras_gc.Options`: `conv_only`,
-            `include`, `exclude`, `output_axes` and `mode`.
+            `include`, `exclude`, `output_axes`, `mode`, and those of adaptive
+            gradient clipping: `gc`, `agc`, `agc_eps` and `agc_head`.
 
     Returns:
         A `GradientCentralizationOptimizer` around `optimizer`; for a

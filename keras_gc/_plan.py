@@ -277,6 +277,10 @@ def plan(target: Any, **options: Unpack[OptionsKwargs]) -> Plan:
     left alone. A variable of rank >= 2 that no known layer owns keeps its last
     axis as the output axis.
 
+    With `agc`, the plan also says which variables adaptive gradient clipping
+    clips (`VariablePlan.clipped`): the kernels above, along the same axes,
+    except the final classifier (see `agc_head` in `keras_gc.Options`).
+
     Args:
         target: A Keras layer or model (its `trainable_variables` are
             planned, and their layers are found in it) or a sequence of
