@@ -19,6 +19,7 @@ from keras_gc._clipping import clip_planned
 from keras_gc._head import plan_clipping
 from keras_gc._options import Options, OptionsKwargs, options_from
 from keras_gc._owners import find_owners, owners_in
+from keras_gc._plan_table import plan_table
 from keras_gc.backend import centralize_all
 
 
@@ -197,48 +198,7 @@ class Plan(Sequence[VariablePlan]):
         )
 
     def __str__(self) -> str:
-        rows: list[tuple[str, ...]] = [
-            ("path", "shape", "layer", "GC", "output axes", "reason")
-        ]
-        for e in self.entries:
-            rows.append(
-                (
-                    e.path,
-                    str(e.shape),
-                    e.layer or "-",
-                    "yes" if e.centralized else "no",
-                    "-" if e.output_axes is None else str(e.output_axes),
-                    e.reason,
-                )
-            )
-        if self.agc is not None:
-            cells = ["AGC"] + ["yes" if e.clipped else "no" for e in self.entries]
-            rows = [(*r[:4], c, *r[4:]) for r, c in zip(rows, cells, strict=True)]
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-        lines = [
-            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False))
-            + "  "
-            + row[-1]
-            for row in rows
-        ]
-        centralized = [e for e in self.entries if e.centralized]
-        size = sum(math.prod(e.shape) for e in self.entries)
-        gc_size = sum(math.prod(e.shape) for e in centralized)
-        lines.append(
-            f"Gradient Centralization on {len(centralized)} of {len(self.entries)} "
-            f"variables ({gc_size:,} of {size:,} parameters)."
-        )
-        if self.agc is not None:
-            clipped = [e for e in self.entries if e.clipped]
-            lines.append(
-                f"Adaptive gradient clipping (λ={self.agc:g}, ε={self.agc_eps:g}) "
-                f"on {len(clipped)} of {len(self.entries)} variables."
-            )
-        if self.unmatched_include:
-            lines.append(
-                f"include patterns that match nothing: {self.unmatched_include}"
-            )
-        return "\n".join(lines)
+        return plan_table(self)
 
 
 def _check_shape(position: int, gradient: Any, entry: VariablePlan) -> None:
