@@ -293,9 +293,11 @@ def centralize_gradients(
         **options: The options of `keras_gc.Options`.
 
     Returns:
-        The list of gradients, centralized where the rules say so.
+        The list of gradients, clipped (with `agc`) and centralized where the
+        rules say so.
     """
-    return plan(variables, **options).centralize(gradients)
+    made = plan(variables, **options)
+    return made.centralize(made.clip(gradients, variables))
 
 
 def _variables_of(target: Any) -> list[Any]:

@@ -146,6 +146,28 @@ def test_clip_equals_numpy_and_meets_the_limit(name):
         np.testing.assert_array_equal(c[keep], g[keep], err_msg=n)
 
 
+def test_centralize_gradients_clips_then_centralizes():
+    model, expected = layout_model("Conv2D")
+    variables = model.trainable_variables
+    kernel, bias = (keras.ops.convert_to_numpy(v) for v in variables)
+    rng = np.random.default_rng(5)
+    grads = [varied_gradient(v.shape, (0, 1, 2), rng) for v in variables]
+    out = keras_gc.centralize_gradients(
+        [keras.ops.convert_to_tensor(g) for g in grads],
+        variables,
+        agc=LAMBDA,
+        agc_head=False,
+    )
+    axes = expected["unit/kernel"]
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(out[0]),
+        numpy_gc(numpy_agc(grads[0], kernel, axes), axes),
+        rtol=1e-5,
+        atol=1e-8,
+    )
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(out[1]), grads[1])
+
+
 # Where a peer's unit rule (a function of the rank only) reads a Keras kernel
 # wrongly: optax (HWIO, rank 3 as multi-head linear) and timm / pytorch-
 # optimizer / Ranger21 (PyTorch's output-first layout, the norm over all axes
