@@ -73,7 +73,7 @@ def main() -> None:
         )
         print(f"## bare vs {arm} ({options}); the table calls the wrapped arm 'gc'")
         for name in ("bare", "gc"):
-            finals = [result.run(name, s).measures() for s in result.seeds()]
+            finals = [result.run(name, s).measures() for s in result.seeds]
             print(
                 name,
                 "val_accuracy per seed:",

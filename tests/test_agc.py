@@ -296,6 +296,10 @@ def test_bad_options(options, error, message):
         keras_gc.wrap(keras.optimizers.SGD(), **options)
     with pytest.raises(error, match=message):
         keras_gc.optimizers.SGD(**options)
+    with pytest.raises(error, match=message):
+        keras_gc.GradientCentralizationOptimizer(keras.optimizers.SGD(), **options)
+    with pytest.raises(error, match=message):
+        keras_gc.plan(done_when_model(), **options)
 
 
 # The model of issue 26's "Done when", with the head last.
