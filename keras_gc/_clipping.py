@@ -163,14 +163,16 @@ def clip_all(
     scaled by the norms of its sum over the replicas of a distributed step;
     those `also_centralize` marks are centralized in the same pass."""
     totals = backend.replica_sum(gradients)
-    return [
-        (clip_centralize_reference if gc else clip_reference)(
-            g, w, a, clipping, eps, None if t is g else t
-        )
-        for g, w, a, t, gc in zip(
-            gradients, weights, axes, totals, also_centralize, strict=True
-        )
-    ]
+    result = []
+    for g, w, a, t, gc in zip(
+        gradients, weights, axes, totals, also_centralize, strict=True
+    ):
+        native = None if t is not g else backend.clip_unit(g, w, a, clipping, eps, gc)
+        if native is None:
+            reference = clip_centralize_reference if gc else clip_reference
+            native = reference(g, w, a, clipping, eps, None if t is g else t)
+        result.append(native)
+    return result
 
 
 def check_positive(name: str, value: Any) -> None:

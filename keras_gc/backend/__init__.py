@@ -34,10 +34,12 @@ do_not_convert: Callable[[Any], Any] = _implementation.do_not_convert
 # AGC's norms are taken over the all-reduced gradient (see each module).
 replica_sum: Callable[[Sequence[Any]], list[Any]] = _implementation.replica_sum
 sums: Callable[[Any, tuple[int, ...]], tuple[Any, Any]] = _implementation.sums
+clip_unit: Callable[..., Any] = _implementation.clip_unit
 
 __all__ = [
     "centralize",
     "centralize_all",
+    "clip_unit",
     "do_not_convert",
     "own_gradients",
     "replica_sum",

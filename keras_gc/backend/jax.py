@@ -22,12 +22,18 @@ from keras_gc._maths import (
     centralize_reference,
     is_float32_over_leading,
 )
-from keras_gc.backend.generic import do_not_convert, own_gradients, replica_sum
+from keras_gc.backend.generic import (
+    clip_unit,
+    do_not_convert,
+    own_gradients,
+    replica_sum,
+)
 from keras_gc.backend.generic import sums as sums_reference
 
 __all__ = [
     "centralize",
     "centralize_all",
+    "clip_unit",
     "do_not_convert",
     "own_gradients",
     "replica_sum",

@@ -35,11 +35,12 @@ from keras_gc._maths import (
     centralize_reference,
     is_float32_over_leading,
 )
-from keras_gc.backend.generic import own_gradients, sums
+from keras_gc.backend.generic import clip_unit, own_gradients, sums
 
 __all__ = [
     "centralize",
     "centralize_all",
+    "clip_unit",
     "do_not_convert",
     "own_gradients",
     "replica_sum",
