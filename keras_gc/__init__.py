@@ -5,10 +5,11 @@
 """
 
 from keras_gc import comparison, optimizers
-from keras_gc._centralize import centralize
+from keras_gc._centralize import centralize, centralize_gradients
+from keras_gc._clipping import adaptive_clip
 from keras_gc._optimizer import GradientCentralizationOptimizer, wrap
 from keras_gc._options import MODES, Options
-from keras_gc._plan import Plan, VariablePlan, centralize_gradients, plan
+from keras_gc._plan import Plan, VariablePlan, plan
 from keras_gc._version import __version__ as __version__
 from keras_gc.comparison import compare
 
@@ -18,6 +19,7 @@ __all__ = [
     "Options",
     "Plan",
     "VariablePlan",
+    "adaptive_clip",
     "centralize",
     "centralize_gradients",
     "compare",

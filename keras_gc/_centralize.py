@@ -1,13 +1,16 @@
-"""The Gradient Centralization operator, as a pure function of tensors."""
+"""The Gradient Centralization operator, as a pure function of tensors, and
+its application to a list of gradients by the layout rules."""
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Unpack
 
 from keras import backend as keras_backend
 from keras import ops
 
 from keras_gc import backend
 from keras_gc._maths import normalize_axes
+from keras_gc._options import OptionsKwargs
+from keras_gc._plan import plan
 
 
 def centralize(gradient: Any, axes: int | Sequence[int]) -> Any:
@@ -64,3 +67,27 @@ def centralize(gradient: Any, axes: int | Sequence[int]) -> Any:
             '"float32")`.'
         )
     return backend.centralize(gradient, normalize_axes(axes, len(gradient.shape)))
+
+
+def centralize_gradients(
+    gradients: Sequence[Any],
+    variables: Sequence[Any],
+    **options: Unpack[OptionsKwargs],
+) -> list[Any]:
+    """Centralizes gradients by the rules `keras_gc.wrap` uses.
+
+    For custom training loops. It plans on every call; in a loop, make the
+    plan once with `keras_gc.plan(variables, **options)` and call its
+    `centralize(gradients)` instead.
+
+    Args:
+        gradients: One gradient (or `None`) per variable.
+        variables: The variables the gradients belong to.
+        **options: The options of `keras_gc.Options`.
+
+    Returns:
+        The list of gradients, clipped (with `agc`) and centralized where the
+        rules say so.
+    """
+    made = plan(variables, **options)
+    return made.centralize(made.clip(gradients, variables))

@@ -7,6 +7,7 @@ import keras
 from keras import ops
 
 from keras_gc import _compat
+from keras_gc._clipping import clip_and_centralize
 from keras_gc._forwarding import ForwardsToInner
 from keras_gc._options import (
     Options,
@@ -15,7 +16,7 @@ from keras_gc._options import (
     options_from,
 )
 from keras_gc._plan import Plan, VariablePlan, make_plan, warn_about
-from keras_gc.backend import centralize, do_not_convert, own_gradients
+from keras_gc.backend import centralize, do_not_convert
 
 
 @keras.saving.register_keras_serializable(package="keras_gc")
@@ -42,7 +43,8 @@ class GradientCentralizationOptimizer(ForwardsToInner, keras.optimizers.Optimize
         inner_optimizer: The `keras.optimizers.Optimizer` instance to wrap.
         name: String, the name of the optimizer.
         **options: The options of `keras_gc.Options`: `conv_only`,
-            `include`, `exclude`, `output_axes` and `mode`.
+            `include`, `exclude`, `output_axes`, `mode`, and those of adaptive
+            gradient clipping: `gc`, `agc`, `agc_eps` and `agc_head`.
 
     Attributes:
         inner_optimizer: The wrapped optimizer, which computes every step
@@ -166,11 +168,11 @@ class GradientCentralizationOptimizer(ForwardsToInner, keras.optimizers.Optimize
                 "variable, in the same order."
             )
         if self.options.mode == "gradient":
-            grads = self.plan._centralize(
-                grads, indices, own_gradients(grads, variables)
-            )
+            grads = clip_and_centralize(self.plan, grads, variables, indices)
             self.inner_optimizer.apply(grads, trainable_variables)
             return
+        # AGC clips the gradient the inner optimizer sees, as NFNets does.
+        grads = self.plan.clip(grads, variables, indices)
         entries = (
             self.plan.entries if indices is None else [self.plan[i] for i in indices]
         )
@@ -204,8 +206,9 @@ class GradientCentralizationOptimizer(ForwardsToInner, keras.optimizers.Optimize
             )
         own = len(_compat.optimizer_variables(self))
         if self.options.mode == "gradient":
-            grads = self.plan.centralize(list(grads))
+            grads = clip_and_centralize(self.plan, grads, trainable_variables, None)
         else:
+            grads = self.plan.clip(list(grads), trainable_variables)
             # Copies, because torch optimizers update their inputs in place.
             before = [
                 ops.copy(value) if entry.centralized else None
@@ -362,7 +365,8 @@ def wrap(
         optimizer: A `keras.optimizers.Optimizer` instance. A
             `LossScaleOptimizer` that is not built yet gets GC inside it.
         **options: The options of `keras_gc.Options`: `conv_only`,
-            `include`, `exclude`, `output_axes` and `mode`.
+            `include`, `exclude`, `output_axes`, `mode`, and those of adaptive
+            gradient clipping: `gc`, `agc`, `agc_eps` and `agc_head`.
 
     Returns:
         A `GradientCentralizationOptimizer` around `optimizer`; for a

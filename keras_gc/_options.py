@@ -10,6 +10,7 @@ from typing import Any, TypeAlias, TypedDict
 import keras
 
 from keras_gc import _compat
+from keras_gc._clipping import check_positive
 from keras_gc._maths import normalize_axes
 
 Pattern: TypeAlias = str | Callable[[Any], bool]
@@ -62,6 +63,20 @@ class Options:
             `gc_loc=False`, which its authors recommend for Adam-like
             optimizers); each kernel's per-output mean then stays fixed with
             any inner optimizer. Plans are the same in both modes.
+        gc: If `False`, no gradient is centralized, so that adaptive
+            gradient clipping (`agc`) runs alone. `True` by default.
+        agc: $\\lambda$ of adaptive gradient clipping (AGC), greater than 0:
+            each unit of a planned kernel (one index along its output axes)
+            has its gradient scaled down to at most $\\lambda$ times its
+            weight norm, before GC and before the inner optimizer, in both
+            modes. `None` (default) turns AGC off. See `keras_gc.adaptive_clip`.
+        agc_eps: $\\epsilon$ of AGC, the smallest weight norm counted
+            (default 1e-3, as in NFNets); greater than 0.
+        agc_head: The final classifier, whose kernels AGC leaves alone as
+            NFNets does. `None` (default) finds it from the model's outputs
+            (see `keras_gc.plan`); `False` clips every planned kernel; a
+            regex on `variable.path` or a predicate on the variable (or a
+            list of these) names the head's variables instead.
 
     Examples:
         >>> keras_gc.Options(exclude="head", mode="update").exclude
@@ -73,6 +88,10 @@ class Options:
     exclude: Patterns = None
     output_axes: OutputAxes = None
     mode: str = "gradient"
+    gc: bool = True
+    agc: float | None = None
+    agc_eps: float = 1e-3
+    agc_head: Patterns | bool = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.conv_only, bool):
@@ -84,6 +103,9 @@ class Options:
         object.__setattr__(self, "include", _patterns("include", self.include))
         object.__setattr__(self, "exclude", _patterns("exclude", self.exclude))
         object.__setattr__(self, "output_axes", _output_axes(self.output_axes))
+        _check_agc(self)
+        if not isinstance(self.agc_head, bool):
+            object.__setattr__(self, "agc_head", _patterns("agc_head", self.agc_head))
 
     def check_savable(self) -> None:
         """Raises `TypeError` if a function among the options cannot be saved.
@@ -91,7 +113,7 @@ class Options:
         `model.save` truncates its file before it asks for the optimizer's
         config, so an optimizer checks its options when it is given them.
         """
-        for name in ("include", "exclude", "output_axes"):
+        for name in ("include", "exclude", "output_axes", "agc_head"):
             _check_savable(name, getattr(self, name))
 
     def get_config(self) -> dict[str, Any]:
@@ -103,8 +125,10 @@ class Options:
         `custom_objects` when loading).
         """
         config = {field.name: getattr(self, field.name) for field in _FIELDS}
-        for name in ("include", "exclude", "output_axes"):
+        for name in ("include", "exclude", "output_axes", "agc_head"):
             value = config[name]
+            if value is False:
+                continue
             if callable(value):
                 config[name] = _serialize_function(value)
             elif isinstance(value, Mapping):
@@ -121,7 +145,7 @@ class Options:
     def patterns(self, name: str) -> tuple[Pattern, ...]:
         """The `include` or `exclude` patterns, as a tuple (empty for `None`)."""
         value = getattr(self, name)
-        return () if value is None else tuple(value)
+        return () if value is None or value is False else tuple(value)
 
     def first_match(self, name: str, variable: Any) -> str | None:
         """Names the first `include` or `exclude` pattern matching `variable`."""
@@ -155,6 +179,10 @@ class OptionsKwargs(TypedDict, total=False):
     exclude: Patterns
     output_axes: OutputAxes
     mode: str
+    gc: bool
+    agc: float | None
+    agc_eps: float
+    agc_head: Patterns | bool
 
 
 _FIELDS = dataclasses.fields(Options)
@@ -197,7 +225,7 @@ def options_from(kwargs: Mapping[str, Any], caller: str) -> Options:
 def load_functions(config: Mapping[str, Any], custom_objects: Any = None) -> dict:
     """A config of `Options.get_config`, its saved functions loaded back."""
     config = dict(config)
-    for name in ("include", "exclude"):
+    for name in ("include", "exclude", "agc_head"):
         if isinstance(config.get(name), list):
             config[name] = [
                 _deserialize_function(p, custom_objects) if _is_function(p) else p
@@ -247,6 +275,26 @@ def _check_savable(name: str, value: Any) -> None:
                 "only numbers, strings and lists of these, or a function "
                 "registered with `keras.saving.register_keras_serializable`."
             ) from None
+
+
+def _check_agc(options: Options) -> None:
+    """Checks the adaptive gradient clipping options, and that one of GC and
+    AGC is on."""
+    if not isinstance(options.gc, bool):
+        raise TypeError(f"`gc` must be a bool; received {options.gc!r}.")
+    if options.agc is not None:
+        check_positive("agc", options.agc)
+    check_positive("agc_eps", options.agc_eps)
+    if options.agc_head is True:
+        raise ValueError(
+            "`agc_head` takes None (find the final classifier), False (clip "
+            "every kernel) or patterns naming the head's variables; received True."
+        )
+    if not options.gc and options.agc is None:
+        raise ValueError(
+            "`gc=False` with `agc=None` leaves nothing to do: give `agc` (e.g. "
+            "`agc=0.01`) to clip without centralizing, or keep `gc=True`."
+        )
 
 
 def _patterns(name: str, value: Patterns) -> tuple[Pattern, ...] | None:

@@ -15,9 +15,12 @@ from typing import Any, Unpack
 from keras import backend, layers
 
 from keras_gc import _compat, _layouts
+from keras_gc._clipping import clip_planned
+from keras_gc._head import plan_clipping
 from keras_gc._maths import normalize_axes
 from keras_gc._options import Options, OptionsKwargs, options_from
 from keras_gc._owners import find_owners, owners_in
+from keras_gc._plan_table import plan_table
 from keras_gc.backend import centralize_all
 
 
@@ -35,6 +38,9 @@ class VariablePlan:
         axes: The axes the gradient is averaged over, or `None` when the
             variable is left alone.
         reason: The rule that decided, in words.
+        agc_axes: The axes each unit's norm is taken over by adaptive
+            gradient clipping (those GC averages over, also when `gc=False`),
+            or `None` when AGC leaves the variable alone.
     """
 
     path: str
@@ -43,11 +49,17 @@ class VariablePlan:
     output_axes: tuple[int, ...] | None
     axes: tuple[int, ...] | None
     reason: str
+    agc_axes: tuple[int, ...] | None = None
 
     @property
     def centralized(self) -> bool:
         """Whether this variable's gradient is centralized."""
         return self.axes is not None
+
+    @property
+    def clipped(self) -> bool:
+        """Whether adaptive gradient clipping applies to this variable."""
+        return self.agc_axes is not None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,10 +72,14 @@ class Plan(Sequence[VariablePlan]):
     Attributes:
         unmatched_include: Patterns of the `include` option that matched no
             variable.
+        agc: $\\lambda$ of adaptive gradient clipping, or `None` when off.
+        agc_eps: $\\epsilon$ of adaptive gradient clipping.
     """
 
     entries: tuple[VariablePlan, ...]
     unmatched_include: tuple[str, ...] = ()
+    agc: float | None = None
+    agc_eps: float = 1e-3
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -144,6 +160,29 @@ class Plan(Sequence[VariablePlan]):
             result[i] = gradient
         return result
 
+    def clip(
+        self,
+        gradients: Sequence[Any],
+        weights: Sequence[Any],
+        indices: Sequence[int] | None = None,
+    ) -> list[Any]:
+        """Applies adaptive gradient clipping (`keras_gc.adaptive_clip`) where
+        the plan says so; for AGC then GC, `centralize` the result.
+
+        `gradients` and `indices` are as in `centralize`; `weights` are the
+        variables (or their values) the gradients belong to, in their order.
+        """
+        return clip_planned(self, gradients, weights, indices)
+
+    @functools.cached_property
+    def _gc_after_agc(self) -> "Plan":
+        """This plan without the kernels that AGC centralizes in its own pass."""
+        entries = tuple(
+            dataclasses.replace(e, axes=None) if e.clipped and e.centralized else e
+            for e in self.entries
+        )
+        return dataclasses.replace(self, entries=entries)
+
     @functools.cached_property
     def _targets(self) -> tuple[tuple[int, tuple[int, ...]], ...]:
         # Per step, only the centralized entries are visited.
@@ -160,37 +199,7 @@ class Plan(Sequence[VariablePlan]):
         )
 
     def __str__(self) -> str:
-        rows = [("path", "shape", "layer", "GC", "output axes", "reason")]
-        for e in self.entries:
-            rows.append(
-                (
-                    e.path,
-                    str(e.shape),
-                    e.layer or "-",
-                    "yes" if e.centralized else "no",
-                    "-" if e.output_axes is None else str(e.output_axes),
-                    e.reason,
-                )
-            )
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-        lines = [
-            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False))
-            + "  "
-            + row[-1]
-            for row in rows
-        ]
-        centralized = [e for e in self.entries if e.centralized]
-        size = sum(math.prod(e.shape) for e in self.entries)
-        gc_size = sum(math.prod(e.shape) for e in centralized)
-        lines.append(
-            f"Gradient Centralization on {len(centralized)} of {len(self.entries)} "
-            f"variables ({gc_size:,} of {size:,} parameters)."
-        )
-        if self.unmatched_include:
-            lines.append(
-                f"include patterns that match nothing: {self.unmatched_include}"
-            )
-        return "\n".join(lines)
+        return plan_table(self)
 
 
 def warn_about(plan: Plan, name: str) -> None:
@@ -201,7 +210,7 @@ def warn_about(plan: Plan, name: str) -> None:
             "variable; see `optimizer.plan`.",
             stacklevel=3,
         )
-    if plan.entries and not any(entry.centralized for entry in plan):
+    if plan.entries and not any(e.centralized or e.clipped for e in plan):
         warnings.warn(
             f"{name} centralizes none of its {len(plan)} trainable variables: no "
             "kernel is trainable (a quantized or frozen model without LoRA?) or "
@@ -247,6 +256,10 @@ def plan(target: Any, **options: Unpack[OptionsKwargs]) -> Plan:
     left alone. A variable of rank >= 2 that no known layer owns keeps its last
     axis as the output axis.
 
+    With `agc`, the plan also says which variables adaptive gradient clipping
+    clips (`VariablePlan.clipped`): the kernels above, along the same axes,
+    except the final classifier (see `agc_head` in `keras_gc.Options`).
+
     Args:
         target: A Keras layer or model (its `trainable_variables` are
             planned, and their layers are found in it) or a sequence of
@@ -278,29 +291,8 @@ def make_plan(target: Any, options: Options) -> Plan:
         for p in options.patterns("include")
         if isinstance(p, str) and not any(re.search(p, v.path) for v in variables)
     )
-    return Plan(entries, unmatched)
-
-
-def centralize_gradients(
-    gradients: Sequence[Any],
-    variables: Sequence[Any],
-    **options: Unpack[OptionsKwargs],
-) -> list[Any]:
-    """Centralizes gradients by the rules `keras_gc.wrap` uses.
-
-    For custom training loops. It plans on every call; in a loop, make the
-    plan once with `keras_gc.plan(variables, **options)` and call its
-    `centralize(gradients)` instead.
-
-    Args:
-        gradients: One gradient (or `None`) per variable.
-        variables: The variables the gradients belong to.
-        **options: The options of `keras_gc.Options`.
-
-    Returns:
-        The list of gradients, centralized where the rules say so.
-    """
-    return plan(variables, **options).centralize(gradients)
+    entries = plan_clipping(target, variables, entries, options)
+    return Plan(entries, unmatched, options.agc, options.agc_eps)
 
 
 def _variables_of(target: Any) -> list[Any]:

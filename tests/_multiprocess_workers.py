@@ -28,7 +28,15 @@ import numpy as np
 from _multiprocess import listening_addresses
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "distributed"
-RUNS = ("sgd/gradient", "sgd/update", "adam/gradient", "adam/update")
+# "sgd-agc" adds adaptive gradient clipping, which must see the all-reduced
+# gradient: it is not linear.
+RUNS = (
+    "sgd/gradient",
+    "sgd/update",
+    "adam/gradient",
+    "adam/update",
+    "sgd-agc/gradient",
+)
 # Process 1 wraps its optimizer without GC; the tests must catch it.
 NO_GC_ON_ONE = "sgd/gradient/no-gc-on-1"
 
@@ -40,13 +48,14 @@ def make_optimizer(run: str, rank: int) -> Any:
     import keras_gc
 
     name, mode, *control = run.split("/")
-    if name == "sgd":
+    if name.startswith("sgd"):
         inner = keras.optimizers.SGD(0.1, momentum=0.9)
     else:
         inner = keras.optimizers.Adam(0.01)
     skip_gc = bool(control) and rank == 1
+    agc = {"agc": 0.01} if name.endswith("agc") else {}
     # `exclude=".*"`: the same wrapper, centralizing no variable.
-    return keras_gc.wrap(inner, mode=mode, exclude=".*" if skip_gc else None)
+    return keras_gc.wrap(inner, mode=mode, exclude=".*" if skip_gc else None, **agc)
 
 
 def _example(name: str) -> Any:

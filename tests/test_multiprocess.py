@@ -259,6 +259,10 @@ def test_torch_gc_runs_once_per_step_on_the_averaged_gradient(torch_launch, run)
         after = _get(arrays[rank], f"{run}/step{step}/after")
         # `apply` gets the same gradient on every process: DDP's average.
         assert _max_diff(before, _get(arrays[0], f"{run}/step{step}/before")) == 0
+        if "agc" in run:
+            # AGC then GC write new tensors, not `.grad`; the weights test
+            # checks their step.
+            continue
         if run.endswith("gradient"):
             # GC, in place on `.grad`, made that average centralized.
             expected = [_centralized(g) for g in before]

@@ -38,6 +38,25 @@ class Backend(Protocol):
     def do_not_convert(self, function: _F) -> _F:
         """Keeps a tracer (AutoGraph) from rewriting our Python."""
 
+    def sums(self, x: Any, axes: tuple[int, ...]) -> tuple[Any, Any]:
+        """The sum of `x` and of its squares over `axes`, kept as size 1."""
+
+    def clip_unit(
+        self,
+        gradient: Any,
+        weight: Any,
+        axes: tuple[int, ...],
+        clipping: float,
+        eps: float,
+        also_centralize: bool,
+    ) -> Any:
+        """AGC (then GC, if asked) of one gradient by a faster path, or `None`
+        where the backend has none."""
+
+    def replica_sum(self, gradients: Sequence[Any]) -> list[Any]:
+        """Each gradient summed over the replicas of a distributed step, so
+        that AGC's norms are those of the all-reduced gradient."""
+
 
 _implementation: Backend
 if keras.backend.backend() == "jax":
@@ -61,5 +80,17 @@ centralize = _implementation.centralize
 centralize_all = _implementation.centralize_all
 own_gradients = _implementation.own_gradients
 do_not_convert = _implementation.do_not_convert
+sums = _implementation.sums
+clip_unit = _implementation.clip_unit
+replica_sum = _implementation.replica_sum
 
-__all__ = ["Backend", "centralize", "centralize_all", "do_not_convert", "own_gradients"]
+__all__ = [
+    "Backend",
+    "centralize",
+    "centralize_all",
+    "clip_unit",
+    "do_not_convert",
+    "own_gradients",
+    "replica_sum",
+    "sums",
+]

@@ -22,9 +22,23 @@ from keras_gc._maths import (
     centralize_reference,
     is_float32_over_leading,
 )
-from keras_gc.backend.generic import do_not_convert, own_gradients
+from keras_gc.backend.generic import (
+    clip_unit,
+    do_not_convert,
+    own_gradients,
+    replica_sum,
+)
+from keras_gc.backend.generic import sums as sums_reference
 
-__all__ = ["centralize", "centralize_all", "do_not_convert", "own_gradients"]
+__all__ = [
+    "centralize",
+    "centralize_all",
+    "clip_unit",
+    "do_not_convert",
+    "own_gradients",
+    "replica_sum",
+    "sums",
+]
 
 
 def centralize(gradient: Any, axes: tuple[int, ...]) -> Any:
@@ -49,3 +63,17 @@ def centralize_all(
 ) -> list[Any]:
     """`centralize` on a list; JAX arrays cannot be overwritten."""
     return centralize_each(centralize, gradients, axes, in_place)
+
+
+def sums(x: Any, axes: tuple[int, ...]) -> tuple[Any, Any]:
+    """`generic.sums`; traced, as one variadic reduction, so that XLA reads
+    `x` once for both (as two reductions it reads it twice)."""
+    if not isinstance(x, jax.core.Tracer):
+        return sums_reference(x, axes)
+    x = ops.cast(x, "float32") if x.dtype != jax.numpy.float64 else x
+    zero = jax.numpy.zeros((), x.dtype)
+    total, squares = jax.lax.reduce(
+        (x, x * x), (zero, zero), lambda a, b: (a[0] + b[0], a[1] + b[1]), axes
+    )
+    kept = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
+    return ops.reshape(total, kept), ops.reshape(squares, kept)

@@ -16,6 +16,10 @@ more than their arithmetic: a list is centralized in one `tf.function` call.
 TensorFlow's autograph rewrites the Python a user's `tf.function` calls
 unless it is Keras' own; its rewrite of plain loops breaks planning, so the
 wrapper's methods are marked `do_not_convert`.
+
+Under `tf.distribute`, the wrapper runs on each replica's gradient, before
+the inner optimizer all-reduces it. GC is linear, so that is exact; AGC is
+not, so its norms are taken over the replicas' sum (`replica_sum`).
 """
 
 import functools
@@ -31,9 +35,17 @@ from keras_gc._maths import (
     centralize_reference,
     is_float32_over_leading,
 )
-from keras_gc.backend.generic import own_gradients
+from keras_gc.backend.generic import clip_unit, own_gradients, sums
 
-__all__ = ["centralize", "centralize_all", "do_not_convert", "own_gradients"]
+__all__ = [
+    "centralize",
+    "centralize_all",
+    "clip_unit",
+    "do_not_convert",
+    "own_gradients",
+    "replica_sum",
+    "sums",
+]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -97,3 +109,20 @@ def graph_centralize_all(axes: tuple[tuple[int, ...], ...]) -> Any:
         return [centralize(g, a) for g, a in zip(gradients, axes, strict=True)]
 
     return tf.function(centralize_list)
+
+
+def replica_sum(gradients: Sequence[Any]) -> list[Any]:
+    """Each gradient summed over the replicas of a `tf.distribute` step.
+
+    One more all-reduce of the clipped kernels' gradients, in the replica
+    context where the inner optimizer takes its own; outside a distributed
+    step, the gradients themselves.
+    """
+    context = tf.distribute.get_replica_context()
+    if not gradients or context is None or context.num_replicas_in_sync == 1:
+        return list(gradients)
+    dense = [
+        tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g
+        for g in gradients
+    ]
+    return list(context.all_reduce(tf.distribute.ReduceOp.SUM, dense))

@@ -18,9 +18,17 @@ import torch
 
 from keras_gc._compat import VARIABLE_VALUE
 from keras_gc._maths import centralize_each, centralize_reference
-from keras_gc.backend.generic import do_not_convert
+from keras_gc.backend.generic import do_not_convert, replica_sum, sums
 
-__all__ = ["centralize", "centralize_all", "do_not_convert", "own_gradients"]
+__all__ = [
+    "centralize",
+    "centralize_all",
+    "clip_unit",
+    "do_not_convert",
+    "own_gradients",
+    "replica_sum",
+    "sums",
+]
 
 # Up to this many elements, copying a kernel's gradient into a stack costs
 # less than dispatching a mean of its own (measured: docs/performance.md).
@@ -137,3 +145,32 @@ def _mean(gradient: Any, axes: tuple[int, ...]) -> Any:
     if gradient.dtype in (torch.float16, torch.bfloat16):
         return torch.mean(gradient.float(), axes, keepdim=True).to(gradient.dtype)
     return torch.mean(gradient, axes, keepdim=True)
+
+
+def clip_unit(
+    gradient: Any,
+    weight: Any,
+    axes: tuple[int, ...],
+    clipping: float,
+    eps: float,
+    also_centralize: bool,
+) -> Any:
+    """AGC (then GC) of one torch float gradient in native ops, or `None`.
+
+    The same formula as `keras_gc._clipping.clip_reference`, without the
+    dispatch cost of `keras.ops`, which is several times the arithmetic of a
+    small kernel.
+    """
+    weight = getattr(weight, "value", weight)
+    if not (_is_float_tensor(gradient) and _is_float_tensor(weight)):
+        return None
+    wide = gradient.float() if gradient.dtype != torch.float64 else gradient
+    norm = torch.linalg.vector_norm(wide, dim=axes, keepdim=True)
+    limit = torch.linalg.vector_norm(weight.to(wide.dtype), dim=axes, keepdim=True)
+    scale = (limit.clamp_min_(eps).mul_(clipping) / norm.clamp_min_(1e-6)).clamp_max_(1)
+    scale = scale.to(gradient.dtype)
+    if also_centralize:
+        # (g - mean) * scale as one pass over g: g * scale - mean * scale.
+        shift = torch.mean(wide, axes, keepdim=True).to(gradient.dtype) * scale
+        return torch.addcmul(shift.neg_(), gradient, scale)
+    return gradient * scale
