@@ -54,7 +54,8 @@ for _backend in BACKENDS:
     @nox.session(name=f"tests-{_backend}", python="3.11")
     def tests(session: nox.Session, backend: str = _backend) -> None:
         """Runs the test suite on one Keras backend."""
-        _install(session, backend, "test")
+        # optax: the AGC tests check agreement with `optax.adaptive_grad_clip`.
+        _install(session, backend, "test,bench-jax" if backend == "jax" else "test")
         session.run("pytest", *session.posargs, env={"KERAS_BACKEND": backend})
 
     @nox.session(name=f"demo-{_backend}", python="3.11")
