@@ -343,3 +343,16 @@ def test_rejects_one_shot_data_the_second_run_would_find_empty():
         verbose=0,
     )
     assert len(result.runs) == 2
+
+
+def test_a_diverged_run_gives_no_verdict_instead_of_a_crash():
+    runs = []
+    for seed, (bare, gc) in enumerate(PAIRS):
+        gc = (math.nan, math.nan, gc[2]) if seed == 1 else gc
+        runs += [_seeded("bare", seed, *bare), _seeded("gc", seed, *gc)]
+    verdicts = comparison.Comparison(tuple(runs), {}).verdicts()
+    assert verdicts["val_loss"]["verdict"] == (
+        "no verdict: a run diverged (a measure is not finite)"
+    )
+    assert math.isnan(verdicts["val_loss"]["low"])
+    assert verdicts["later_epoch_seconds"]["verdict"] == "GC better"

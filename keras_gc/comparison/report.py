@@ -166,9 +166,7 @@ class Comparison:
                 "high": high,
                 "confidence": CONFIDENCE,
                 "n": len(differences),
-                "verdict": "not measured"
-                if math.isnan(mean)
-                else verdict(low, high, len(differences), self._higher(name)),
+                "verdict": _verdict(differences, low, high, self._higher(name)),
             }
         return result
 
@@ -364,3 +362,14 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return value
+
+
+def _verdict(
+    differences: list[float], low: float, high: float, higher: bool | None
+) -> str:
+    """The verdict on the paired differences of one measure."""
+    if all(math.isnan(d) for d in differences):
+        return "not measured"
+    if not all(math.isfinite(d) for d in differences):
+        return "no verdict: a run diverged (a measure is not finite)"
+    return verdict(low, high, len(differences), higher)

@@ -77,7 +77,8 @@ def paired_interval(
         confidence: The interval's confidence, e.g. 0.95.
 
     Returns:
-        `(low, high)`; `(nan, nan)` with fewer than two differences.
+        `(low, high)`; `(nan, nan)` with fewer than two differences, or when
+        one is not finite (a run that diverged).
 
     Example:
 
@@ -86,7 +87,7 @@ def paired_interval(
     (-0.4841, 4.4841)
     """
     n = len(differences)
-    if n < 2:
+    if n < 2 or not all(math.isfinite(d) for d in differences):
         return math.nan, math.nan
     mean = statistics.fmean(differences)
     half = t_quantile((1 + confidence) / 2, n - 1) * statistics.stdev(differences)
