@@ -513,6 +513,7 @@ def multi_optimizer_holding(wrapper):
     )
 
 
+@requires_keras("optimizers.MultiOptimizer")
 def test_wrap_refuses_a_multi_optimizer_that_already_centralizes():
     held = keras_gc.wrap(keras.optimizers.SGD(0.1))
     with pytest.raises(ValueError, match="already centralizes gradients"):
@@ -521,6 +522,7 @@ def test_wrap_refuses_a_multi_optimizer_that_already_centralizes():
     assert keras_gc.wrap(plain).inner_optimizer is plain
 
 
+@requires_keras("optimizers.MultiOptimizer")
 def test_build_refuses_a_multi_optimizer_whose_function_picks_a_wrapper():
     held = keras_gc.wrap(keras.optimizers.SGD(0.1))
     multi = keras.optimizers.MultiOptimizer(lambda variable: held)
