@@ -145,8 +145,16 @@ class Plan(Sequence[VariablePlan]):
                 f"Expected {expected} gradients, one per planned variable, "
                 f"but received {len(gradients)}."
             )
-        for position, gradient in enumerate(gradients):
-            if gradient is not None:
+        shapes = self._shapes if indices is None else [self._shapes[i] for i in indices]
+        # A variable's own `.grad` (marked `in_place`) has its shape: skip it.
+        for position, (gradient, shape, own) in enumerate(
+            zip(gradients, shapes, in_place, strict=True)
+        ):
+            if (
+                gradient is not None
+                and not own
+                and getattr(gradient, "shape", None) != shape
+            ):
                 entry = self.entries[position if indices is None else indices[position]]
                 _check_shape(position, gradient, entry)
         targets = self._targets if indices is None else self._targets_at(indices)
@@ -182,6 +190,10 @@ class Plan(Sequence[VariablePlan]):
             for e in self.entries
         )
         return dataclasses.replace(self, entries=entries)
+
+    @functools.cached_property
+    def _shapes(self) -> tuple[tuple[int, ...], ...]:
+        return tuple(entry.shape for entry in self.entries)
 
     @functools.cached_property
     def _targets(self) -> tuple[tuple[int, tuple[int, ...]], ...]:
