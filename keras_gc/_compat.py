@@ -20,7 +20,10 @@ Private attributes read or written:
 - `KerasVariable`: the base class of all Keras variables, where Keras (3.6
   and older) exports another as `keras.Variable`;
 - `keras.src.utils.python_utils.func_dump`: how a `Lambda` layer saves its
-  function, which options given as lambdas are saved with.
+  function, which options given as lambdas are saved with;
+- `KerasTensor._keras_history` and `Operation._inbound_nodes`: how a
+  functional model's graph is walked back from its outputs (Keras' own
+  `Functional` walks it so), to find the final classifier.
 """
 
 from typing import Any
@@ -97,6 +100,21 @@ def _variable_base() -> type:
 
 
 _VARIABLE_BASE = _variable_base()
+
+
+def producer(tensor: Any) -> tuple[Any, int] | None:
+    """The (operation, node index) that made a symbolic tensor, or `None`
+    for an input or a tensor no operation made."""
+    history = getattr(tensor, "_keras_history", None)
+    if history is None or history.operation is None:
+        return None
+    return history.operation, history.node_index
+
+
+def node_inputs(operation: Any, node_index: int) -> list[Any]:
+    """The symbolic tensors that the call `node_index` of `operation` took."""
+    node = _private(operation, "_inbound_nodes")[node_index]
+    return list(node.input_tensors)
 
 
 def func_dump(function: Any) -> Any:

@@ -13,6 +13,7 @@ from typing import Any
 
 import keras
 
+from keras_gc import _compat
 from keras_gc._options import Options
 
 
@@ -96,19 +97,14 @@ def _head_of(model: Any, kernels: set[int]) -> set[int]:
         elif found:
             head |= set(found)
         else:
-            node = operation._inbound_nodes[node_index]
-            stack.extend(_producers(node.input_tensors))
+            stack.extend(_producers(_compat.node_inputs(operation, node_index)))
     return head
 
 
 def _producers(tensors: Sequence[Any]) -> list[tuple[Any, int]]:
     """The (operation, node index) that made each symbolic tensor."""
-    histories = [getattr(t, "_keras_history", None) for t in tensors]
-    return [
-        (h.operation, h.node_index)
-        for h in histories
-        if h is not None and h.operation is not None
-    ]
+    made = [_compat.producer(t) for t in tensors]
+    return [m for m in made if m is not None]
 
 
 def plan_clipping(

@@ -137,3 +137,15 @@ def test_func_dump_saves_a_lambda_that_keras_loads_back():
         {"class_name": "__lambda__", "config": {"value": dumped}}, safe_mode=False
     )
     assert loaded(keras.Variable(np.zeros(2), name="kernel"))
+
+
+def test_producer_and_node_inputs_walk_a_functional_graph_back():
+    inputs = keras.Input((3,))
+    hidden = layers.Dense(4, name="hidden")(inputs)
+    outputs = layers.Dense(2, name="head")(hidden)
+    operation, node_index = _compat.producer(outputs)
+    assert operation.name == "head"
+    (before,) = _compat.node_inputs(operation, node_index)
+    assert _compat.producer(before)[0].name == "hidden"
+    (first,) = _compat.node_inputs(*_compat.producer(before))
+    assert isinstance(_compat.producer(first)[0], layers.InputLayer)
