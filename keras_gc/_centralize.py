@@ -66,7 +66,7 @@ def centralize(gradient: Any, axes: int | Sequence[int]) -> Any:
             f"of dtype {dtype}. Cast it first, e.g. `keras.ops.cast(x, "
             '"float32")`.'
         )
-    return backend.centralize(gradient, normalize_axes(axes, len(gradient.shape)))
+    return backend.subtract_mean(gradient, normalize_axes(axes, len(gradient.shape)))
 
 
 def centralize_gradients(

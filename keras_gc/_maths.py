@@ -77,7 +77,7 @@ def _is_int(value: Any) -> bool:
     return True
 
 
-def centralize_reference(gradient: Any, axes: tuple[int, ...]) -> Any:
+def subtract_mean_reference(gradient: Any, axes: tuple[int, ...]) -> Any:
     """`gradient - mean(gradient, axes)`, in `keras.ops` on any backend.
 
     `keras.ops.mean` accumulates float16 and bfloat16 in float32 on every
@@ -102,24 +102,24 @@ def refuse_in_place(gradients: Sequence[Any], in_place: Sequence[bool]) -> None:
             )
 
 
-def centralize_each(
-    centralize: Callable[[Any, tuple[int, ...]], Any],
+def subtract_each(
+    subtract_mean: Callable[[Any, tuple[int, ...]], Any],
     gradients: Sequence[Any],
     axes: Sequence[tuple[int, ...]],
     in_place: Sequence[bool],
 ) -> list[Any]:
-    """`centralize` on each gradient of a list, over its own axes, none in place."""
+    """`subtract_mean` on each gradient of a list, over its own axes, none in place."""
     refuse_in_place(gradients, in_place)
-    return [centralize(g, a) for g, a in zip(gradients, axes, strict=True)]
+    return [subtract_mean(g, a) for g, a in zip(gradients, axes, strict=True)]
 
 
-def centralize_all_reference(
+def subtract_means_reference(
     gradients: Sequence[Any],
     axes: Sequence[tuple[int, ...]],
     in_place: Sequence[bool],
 ) -> list[Any]:
-    """`centralize_reference` on a list, each gradient over its own axes."""
-    return centralize_each(centralize_reference, gradients, axes, in_place)
+    """`subtract_mean_reference` on a list, each gradient over its own axes."""
+    return subtract_each(subtract_mean_reference, gradients, axes, in_place)
 
 
 def is_float32_over_leading(gradient: Any, axes: tuple[int, ...]) -> bool:

@@ -21,7 +21,7 @@ from keras_gc._maths import normalize_axes
 from keras_gc._options import Options, OptionsKwargs, options_from
 from keras_gc._owners import find_owners, owners_in
 from keras_gc._plan_table import plan_table
-from keras_gc.backend import centralize_all
+from keras_gc.backend import subtract_means
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,9 +130,9 @@ class Plan(Sequence[VariablePlan]):
                 f"{type(gradients).__name__}. Pass `list(generator)` for a "
                 "generator, or a dict's gradients as a list in the plan's order."
             )
-        return self._centralize(gradients, indices, [in_place] * len(gradients))
+        return self._subtract_means(gradients, indices, [in_place] * len(gradients))
 
-    def _centralize(
+    def _subtract_means(
         self,
         gradients: Sequence[Any],
         indices: Sequence[int] | None,
@@ -161,7 +161,7 @@ class Plan(Sequence[VariablePlan]):
         chosen = [i for i, _ in targets if gradients[i] is not None]
         axes = [axis for i, axis in targets if gradients[i] is not None]
         result = list(gradients)
-        centered = centralize_all(
+        centered = subtract_means(
             [gradients[i] for i in chosen], axes, [in_place[i] for i in chosen]
         )
         for i, gradient in zip(chosen, centered, strict=True):

@@ -1,9 +1,20 @@
 """Every optimizer of the installed Keras, with Gradient Centralization.
 
-Each constructor has the name and arguments of its `keras.optimizers`
-namesake, plus the keyword-only options of `keras_gc.Options`, and returns
-the optimizer wrapped in a `GradientCentralizationOptimizer`. The list is
-read from the installed Keras, so it follows Keras releases.
+Each name here is a factory: a function with the name and arguments of its
+`keras.optimizers` namesake, plus the keyword-only options of
+`keras_gc.Options`, that returns the optimizer wrapped in a
+`GradientCentralizationOptimizer`. The list is read from the installed
+Keras, so it follows Keras releases.
+
+What `isinstance` says: `keras_gc.optimizers.Adam(...)` is a
+`keras_gc.GradientCentralizationOptimizer` and a `keras.optimizers.Optimizer`,
+not a `keras.optimizers.Adam`; its `inner_optimizer` is the `Adam`. They are
+factories rather than subclasses because one wrapper class is what saving,
+`LossScaleOptimizer`, `MultiOptimizer` and the Keras callbacks see, whichever
+optimizer it holds (an `Adam` subclass with GC would need a class per
+optimizer, and could not hold an optimizer Keras adds later or a user
+writes), and because `keras_gc.wrap` gives every other optimizer the same
+object.
 
 Examples:
     >>> optimizer = keras_gc.optimizers.RMSprop(learning_rate=1e-4)
@@ -22,15 +33,16 @@ import keras
 from keras_gc._optimizer import GradientCentralizationOptimizer
 from keras_gc._options import NAMES, Options
 
-# These hold other optimizers rather than compute a step: wrap what they hold.
-_NOT_BUILTIN = ("Optimizer", "LossScaleOptimizer", "MultiOptimizer")
+# The base class, and those that hold other optimizers rather than compute a
+# step (wrap what they hold).
+_NOT_UPDATE_RULES = ("Optimizer", "LossScaleOptimizer", "MultiOptimizer")
 
 __all__ = sorted(
     name
     for name, value in vars(keras.optimizers).items()
     if isinstance(value, type)
     and issubclass(value, keras.optimizers.Optimizer)
-    and name not in _NOT_BUILTIN
+    and name not in _NOT_UPDATE_RULES
 )
 
 
@@ -41,7 +53,7 @@ def __getattr__(name: str) -> Callable[..., GradientCentralizationOptimizer]:
             f"{keras.__version__} offers {', '.join(__all__)}. For another "
             "optimizer, use `keras_gc.wrap(optimizer)`."
         )
-    return _centralized(getattr(keras.optimizers, name))
+    return _factory(getattr(keras.optimizers, name))
 
 
 def __dir__() -> list[str]:
@@ -49,10 +61,14 @@ def __dir__() -> list[str]:
 
 
 @functools.cache
-def _centralized(
+def _factory(
     cls: type[keras.optimizers.Optimizer],
 ) -> Callable[..., GradientCentralizationOptimizer]:
-    """A constructor of `cls` wrapped with GC, with `cls`'s signature."""
+    """A function that makes a `cls` wrapped with GC.
+
+    Its `__signature__` is `cls`'s with the options added as keyword-only
+    arguments, which is what it accepts, so that `help()` and IDEs show them.
+    """
 
     def constructor(*args: Any, **kwargs: Any) -> GradientCentralizationOptimizer:
         options = {key: kwargs.pop(key) for key in NAMES if key in kwargs}

@@ -147,15 +147,15 @@ def test_tensorflow_centralizes_an_eager_list_in_one_graph_call():
     # Op by op, dispatching three ops per kernel cost more than their maths.
     from keras_gc.backend import tensorflow as fast
 
-    fast.graph_centralize_all.cache_clear()  # traces of other tests
+    fast.subtract_means_graph.cache_clear()  # traces of other tests
     rng = np.random.default_rng(0)
     values = [rng.standard_normal(s).astype("float32") for s in ((3, 3, 8, 16), (5, 4))]
     axes = ((0, 1, 2), (0,))
     for _ in range(2):
-        result = fast.centralize_all(
+        result = fast.subtract_means(
             [ops.convert_to_tensor(v) for v in values], axes, [False, False]
         )
-    graph = fast.graph_centralize_all(axes)
+    graph = fast.subtract_means_graph(axes)
     assert graph.experimental_get_tracing_count() == 1
     for got, g, a in zip(result, values, axes, strict=True):
         np.testing.assert_allclose(_numpy(got), _reference(g, a), atol=1e-6)
@@ -189,7 +189,7 @@ def test_torch_averages_small_same_shaped_kernels_as_one_stack(monkeypatch, in_p
     values = [rng.standard_normal(s).astype("float32") for s, _ in shapes_axes]
     axes = [a for _, a in shapes_axes]
     tensors = [torch.tensor(v) for v in values]
-    result = fast.centralize_all(tensors, axes, [in_place] * len(tensors))
+    result = fast.subtract_means(tensors, axes, [in_place] * len(tensors))
     assert sorted(stacks) == [2, 3]
     for got, tensor, g, a in zip(result, tensors, values, axes, strict=True):
         assert (got is tensor) is in_place
@@ -335,10 +335,10 @@ def test_backend_fast_path_matches_the_keras_ops_reference(dtype, compiled):
     axes = [a for _, a in FAST_PATH_CASES]
 
     def fast(gradients):
-        return backend.centralize_all(gradients, axes, [False] * len(axes))
+        return backend.subtract_means(gradients, axes, [False] * len(axes))
 
     def reference(gradients):
-        return _maths.centralize_all_reference(gradients, axes, [False] * len(axes))
+        return _maths.subtract_means_reference(gradients, axes, [False] * len(axes))
 
     run = _compiled if compiled else _eager
     tensors = [ops.convert_to_tensor(v) for v in values]

@@ -18,22 +18,26 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 class Backend(Protocol):
     """What a backend module provides (its functions, as protocol members)."""
 
-    def centralize(self, gradient: Any, axes: tuple[int, ...]) -> Any:
+    def subtract_mean(self, gradient: Any, axes: tuple[int, ...]) -> Any:
         """One gradient minus its mean over `axes`, axes already checked."""
 
-    def centralize_all(
+    def subtract_means(
         self,
         gradients: Sequence[Any],
         axes: Sequence[tuple[int, ...]],
         in_place: Sequence[bool],
     ) -> list[Any]:
-        """`centralize` on a list, each over its axes, overwriting those that
+        """`subtract_mean` on a list, each over its axes, overwriting those that
         `in_place` marks where the backend can."""
 
     def own_gradients(
         self, gradients: Sequence[Any], variables: Sequence[Any]
     ) -> list[bool]:
         """Which gradients GC may overwrite (the variables' own)."""
+
+    def overwritable(self, tensors: Sequence[Any]) -> list[bool]:
+        """Which of these tensors, made by keras_gc in this step, may be
+        overwritten (torch tensors only)."""
 
     def do_not_convert(self, function: _F) -> _F:
         """Keeps a tracer (AutoGraph) from rewriting our Python."""
@@ -76,9 +80,10 @@ else:
 
     _implementation = _generic
 
-centralize = _implementation.centralize
-centralize_all = _implementation.centralize_all
+subtract_mean = _implementation.subtract_mean
+subtract_means = _implementation.subtract_means
 own_gradients = _implementation.own_gradients
+overwritable = _implementation.overwritable
 do_not_convert = _implementation.do_not_convert
 sums = _implementation.sums
 clip_unit = _implementation.clip_unit
@@ -86,11 +91,12 @@ replica_sum = _implementation.replica_sum
 
 __all__ = [
     "Backend",
-    "centralize",
-    "centralize_all",
     "clip_unit",
     "do_not_convert",
+    "overwritable",
     "own_gradients",
     "replica_sum",
+    "subtract_mean",
+    "subtract_means",
     "sums",
 ]

@@ -5,10 +5,10 @@ from typing import Any, TypeVar
 
 from keras import backend, ops
 
-from keras_gc._maths import centralize_all_reference, centralize_reference
+from keras_gc._maths import subtract_mean_reference, subtract_means_reference
 
-centralize = centralize_reference
-centralize_all = centralize_all_reference
+subtract_mean = subtract_mean_reference
+subtract_means = subtract_means_reference
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -16,6 +16,11 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 def own_gradients(gradients: Sequence[Any], variables: Sequence[Any]) -> list[bool]:
     """No gradient may be overwritten: tensors are immutable here."""
     return [False] * len(gradients)
+
+
+def overwritable(tensors: Sequence[Any]) -> list[bool]:
+    """None: tensors are immutable here."""
+    return [False] * len(tensors)
 
 
 def sums(x: Any, axes: tuple[int, ...]) -> tuple[Any, Any]:

@@ -18,51 +18,53 @@ import jax
 from keras import ops
 
 from keras_gc._maths import (
-    centralize_each,
-    centralize_reference,
     is_float32_over_leading,
+    subtract_each,
+    subtract_mean_reference,
 )
 from keras_gc.backend.generic import (
     clip_unit,
     do_not_convert,
+    overwritable,
     own_gradients,
     replica_sum,
 )
 from keras_gc.backend.generic import sums as sums_reference
 
 __all__ = [
-    "centralize",
-    "centralize_all",
     "clip_unit",
     "do_not_convert",
+    "overwritable",
     "own_gradients",
     "replica_sum",
+    "subtract_mean",
+    "subtract_means",
     "sums",
 ]
 
 
-def centralize(gradient: Any, axes: tuple[int, ...]) -> Any:
-    """`centralize_reference`, with the contraction for traced matrices."""
+def subtract_mean(gradient: Any, axes: tuple[int, ...]) -> Any:
+    """`subtract_mean_reference`, with the contraction for traced matrices."""
     gradient = ops.convert_to_tensor(gradient)
     if (
         not isinstance(gradient, jax.core.Tracer)
         or len(gradient.shape) != 2
         or not is_float32_over_leading(gradient, axes)
     ):
-        return centralize_reference(gradient, axes)
+        return subtract_mean_reference(gradient, axes)
     rows = gradient.shape[0]
     with jax.default_matmul_precision("highest"):
         total = ops.tensordot(ops.ones((rows,), "float32"), gradient, axes=1)
     return gradient - ops.reshape(total / rows, (1, -1))
 
 
-def centralize_all(
+def subtract_means(
     gradients: Sequence[Any],
     axes: Sequence[tuple[int, ...]],
     in_place: Sequence[bool],
 ) -> list[Any]:
-    """`centralize` on a list; JAX arrays cannot be overwritten."""
-    return centralize_each(centralize, gradients, axes, in_place)
+    """`subtract_mean` on a list; JAX arrays cannot be overwritten."""
+    return subtract_each(subtract_mean, gradients, axes, in_place)
 
 
 def sums(x: Any, axes: tuple[int, ...]) -> tuple[Any, Any]:

@@ -31,19 +31,20 @@ import tensorflow as tf
 from keras import ops
 
 from keras_gc._maths import (
-    centralize_each,
-    centralize_reference,
     is_float32_over_leading,
+    subtract_each,
+    subtract_mean_reference,
 )
-from keras_gc.backend.generic import clip_unit, own_gradients, sums
+from keras_gc.backend.generic import clip_unit, overwritable, own_gradients, sums
 
 __all__ = [
-    "centralize",
-    "centralize_all",
     "clip_unit",
     "do_not_convert",
+    "overwritable",
     "own_gradients",
     "replica_sum",
+    "subtract_mean",
+    "subtract_means",
     "sums",
 ]
 
@@ -55,27 +56,27 @@ def do_not_convert(function: _F) -> _F:
     return tf.autograph.experimental.do_not_convert(function)
 
 
-def centralize(gradient: Any, axes: tuple[int, ...]) -> Any:
-    """`centralize_reference`, with `BiasAddGrad` for channels-last kernels."""
+def subtract_mean(gradient: Any, axes: tuple[int, ...]) -> Any:
+    """`subtract_mean_reference`, with `BiasAddGrad` for channels-last kernels."""
     gradient = ops.convert_to_tensor(gradient)
     if (
         len(axes) != len(gradient.shape) - 1
         or not is_float32_over_leading(gradient, axes)
         or not sees_no_gpu()
     ):
-        return centralize_reference(gradient, axes)
+        return subtract_mean_reference(gradient, axes)
     total = tf.raw_ops.BiasAddGrad(out_backprop=gradient, data_format="NHWC")
     # A plain subtraction can reuse the gradient's buffer; `bias_add` would
     # allocate a new one.
     return gradient - total / math.prod(gradient.shape[:-1])
 
 
-def centralize_all(
+def subtract_means(
     gradients: Sequence[Any],
     axes: Sequence[tuple[int, ...]],
     in_place: Sequence[bool],
 ) -> list[Any]:
-    """`centralize` on a list: one graph call when eager.
+    """`subtract_mean` on a list: one graph call when eager.
 
     A sparse gradient (`tf.IndexedSlices`, as `ops.take` on a kernel gives)
     is densified first, as JAX and PyTorch gradients always are.
@@ -85,8 +86,8 @@ def centralize_all(
         for g in gradients
     ]
     if gradients and not any(in_place) and tf.executing_eagerly():
-        return graph_centralize_all(tuple(axes))(list(gradients))
-    return centralize_each(centralize, gradients, axes, in_place)
+        return subtract_means_graph(tuple(axes))(list(gradients))
+    return subtract_each(subtract_mean, gradients, axes, in_place)
 
 
 @functools.cache
@@ -97,18 +98,18 @@ def sees_no_gpu() -> bool:
 
 # One entry per plan in use: a few optimizers at most; an evicted one retraces.
 @functools.lru_cache(maxsize=8)
-def graph_centralize_all(axes: tuple[tuple[int, ...], ...]) -> Any:
-    """`centralize` over a list of gradients, each over its `axes`, as one
+def subtract_means_graph(axes: tuple[tuple[int, ...], ...]) -> Any:
+    """`subtract_mean` over a list of gradients, each over its `axes`, as one
     `tf.function` (traced once per list of shapes, as a `fit` step is).
 
     The axes are bound, not passed: matching a tuple per gradient on every
     call would cost as much as the graph saves.
     """
 
-    def centralize_list(gradients: list[Any]) -> list[Any]:
-        return [centralize(g, a) for g, a in zip(gradients, axes, strict=True)]
+    def subtract_list(gradients: list[Any]) -> list[Any]:
+        return [subtract_mean(g, a) for g, a in zip(gradients, axes, strict=True)]
 
-    return tf.function(centralize_list)
+    return tf.function(subtract_list)
 
 
 def replica_sum(gradients: Sequence[Any]) -> list[Any]:

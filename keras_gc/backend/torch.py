@@ -17,16 +17,17 @@ from typing import Any
 import torch
 
 from keras_gc._compat import VARIABLE_VALUE
-from keras_gc._maths import centralize_each, centralize_reference
+from keras_gc._maths import subtract_each, subtract_mean_reference
 from keras_gc.backend.generic import do_not_convert, replica_sum, sums
 
 __all__ = [
-    "centralize",
-    "centralize_all",
     "clip_unit",
     "do_not_convert",
+    "overwritable",
     "own_gradients",
     "replica_sum",
+    "subtract_mean",
+    "subtract_means",
     "sums",
 ]
 
@@ -35,24 +36,24 @@ __all__ = [
 STACK_MAX_ELEMENTS = 2**14
 
 
-def centralize(gradient: Any, axes: tuple[int, ...]) -> Any:
-    """`centralize_reference`, in native ops for torch float tensors."""
+def subtract_mean(gradient: Any, axes: tuple[int, ...]) -> Any:
+    """`subtract_mean_reference`, in native ops for torch float tensors."""
     if not _is_float_tensor(gradient):
-        return centralize_reference(gradient, axes)
+        return subtract_mean_reference(gradient, axes)
     return gradient - _mean(gradient, axes)
 
 
-def centralize_all(
+def subtract_means(
     gradients: Sequence[Any],
     axes: Sequence[tuple[int, ...]],
     in_place: Sequence[bool],
 ) -> list[Any]:
-    """`centralize` on a list, overwriting the gradients `in_place` marks."""
+    """`subtract_mean` on a list, overwriting the gradients `in_place` marks."""
     gradients = list(gradients)
     if not gradients:  # torch's `_foreach` ops refuse empty lists
         return gradients
     if not all(map(_is_float_tensor, gradients)):
-        return centralize_each(centralize, gradients, axes, in_place)
+        return subtract_each(subtract_mean, gradients, axes, in_place)
     means = _means(gradients, tuple(axes))
     if all(in_place):
         torch._foreach_sub_(gradients, means)
@@ -84,6 +85,11 @@ def own_gradients(gradients: Sequence[Any], variables: Sequence[Any]) -> list[bo
         and g is getattr(getattr(v, VARIABLE_VALUE, None), "grad", None)
         for g, v in zip(gradients, variables, strict=True)
     ]
+
+
+def overwritable(tensors: Sequence[Any]) -> list[bool]:
+    """The torch float tensors: keras_gc made them, so no one else holds them."""
+    return [_is_float_tensor(t) and not t.requires_grad for t in tensors]
 
 
 def _is_float_tensor(gradient: Any) -> bool:
