@@ -21,7 +21,7 @@ import keras_gc
 from benchmarks.cost import COST_SHAPES
 from benchmarks.timing import best_seconds
 from benchmarks.workloads import BACKEND, build_workload
-from keras_gc._optimizer import clip_and_centralize
+from keras_gc._step import centralized_gradients
 
 
 def measure(workload: str, repeats: int = 25) -> dict[str, Any]:
@@ -52,7 +52,7 @@ def measure(workload: str, repeats: int = 25) -> dict[str, Any]:
     floor_s = (2 * clipped + 1.5 * head) / copy_bps
     gc_floor_s = 1.5 * centralized / copy_bps
     agc_s = best_seconds(
-        lambda: clip_and_centralize(agc, grads, weights, None), repeats, number
+        lambda: centralized_gradients(agc, grads, weights, None), repeats, number
     )
     gc_s = best_seconds(lambda: gc.centralize(grads), repeats, number)
     return {

@@ -118,7 +118,7 @@ def clip_scale(
     return ops.minimum(1.0, limit / norm)
 
 
-def clip_centralize_reference(
+def clip_subtract_mean_reference(
     gradient: Any,
     weight: Any,
     axes: tuple[int, ...],
@@ -171,7 +171,7 @@ def clip_all(
     ):
         native = None if t is not g else backend.clip_unit(g, w, a, clipping, eps, gc)
         if native is None:
-            reference = clip_centralize_reference if gc else clip_reference
+            reference = clip_subtract_mean_reference if gc else clip_reference
             native = reference(g, w, a, clipping, eps, None if t is g else t)
         result.append(native)
     return result
@@ -220,15 +220,3 @@ def clip_planned(
     for (i, _), gradient in zip(chosen, clipped, strict=True):
         result[i] = gradient
     return result
-
-
-def clip_and_centralize(
-    plan: Any,
-    grads: Sequence[Any],
-    variables: Sequence[Any],
-    indices: Sequence[int] | None,
-) -> list[Any]:
-    """AGC then GC: one pass over each kernel both touch, then GC on the rest."""
-    grads = clip_planned(plan, list(grads), variables, indices, also_centralize=True)
-    rest = plan._gc_after_agc
-    return rest._centralize(grads, indices, backend.own_gradients(grads, variables))

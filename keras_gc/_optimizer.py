@@ -7,7 +7,6 @@ import keras
 from keras import ops
 
 from keras_gc import _compat
-from keras_gc._clipping import clip_and_centralize
 from keras_gc._forwarding import ForwardsToInner
 from keras_gc._options import (
     Options,
@@ -15,8 +14,9 @@ from keras_gc._options import (
     load_functions,
     options_from,
 )
-from keras_gc._plan import Plan, VariablePlan, make_plan, warn_about
-from keras_gc.backend import centralize, do_not_convert
+from keras_gc._plan import Plan, make_plan, warn_about
+from keras_gc._step import around_inner_step
+from keras_gc.backend import do_not_convert
 
 
 @keras.saving.register_keras_serializable(package="keras_gc")
@@ -42,7 +42,10 @@ class GradientCentralizationOptimizer(ForwardsToInner, keras.optimizers.Optimize
     Args:
         inner_optimizer: The `keras.optimizers.Optimizer` instance to wrap.
         name: String, the name of the optimizer.
-        **options: The options of `keras_gc.Options`: `conv_only`,
+        options: A `keras_gc.Options`, given instead of the options as
+            keyword arguments (as `keras_gc.wrap` does, which has checked
+            them already).
+        **kwargs: The options of `keras_gc.Options`: `conv_only`,
             `include`, `exclude`, `output_axes`, `mode`, and those of adaptive
             gradient clipping: `gc`, `agc`, `agc_eps` and `agc_head`.
 
@@ -68,9 +71,11 @@ class GradientCentralizationOptimizer(ForwardsToInner, keras.optimizers.Optimize
         self,
         inner_optimizer: keras.optimizers.Optimizer,
         name: str | None = None,
-        **options: Unpack[OptionsKwargs],
+        *,
+        options: Options | None = None,
+        **kwargs: Unpack[OptionsKwargs],
     ) -> None:
-        checked = options_from(options, type(self).__name__)
+        checked = _checked(options, kwargs, type(self).__name__)
         checked.check_savable()
         if not isinstance(inner_optimizer, keras.optimizers.Optimizer):
             raise TypeError(
@@ -84,7 +89,7 @@ class GradientCentralizationOptimizer(ForwardsToInner, keras.optimizers.Optimize
                 "`LossScaleOptimizer(GradientCentralizationOptimizer(inner))`, so "
                 "that `compile` sees the loss scaler; `keras_gc.wrap` does this."
             )
-        _refuse_double_centralization(inner_optimizer)
+        _refuse_nested_wrapper(inner_optimizer)
         super().__init__(learning_rate=0.0, name=name)
         self.inner_optimizer = inner_optimizer
         self._options = checked
@@ -118,7 +123,7 @@ class GradientCentralizationOptimizer(ForwardsToInner, keras.optimizers.Optimize
         if not self.inner_optimizer.built:
             self.inner_optimizer.build(var_list)
         # A MultiOptimizer given a function finds its optimizers only now.
-        _refuse_double_centralization(self.inner_optimizer)
+        _refuse_nested_wrapper(self.inner_optimizer)
         # The inner optimizer makes its own EMA and accumulator variables.
         self._reads_own_settings = True
         try:
@@ -167,24 +172,17 @@ class GradientCentralizationOptimizer(ForwardsToInner, keras.optimizers.Optimize
                 f"{len(variables)} variables: give one gradient (or None) per "
                 "variable, in the same order."
             )
-        if self.options.mode == "gradient":
-            grads = clip_and_centralize(self.plan, grads, variables, indices)
+
+        def inner_step(grads: list[Any]) -> list[Any]:
             self.inner_optimizer.apply(grads, trainable_variables)
-            return
-        # AGC clips the gradient the inner optimizer sees, as NFNets does.
-        grads = self.plan.clip(grads, variables, indices)
-        entries = (
-            self.plan.entries if indices is None else [self.plan[i] for i in indices]
+            return variables
+
+        new = around_inner_step(
+            self.plan, self.options.mode, grads, variables, indices, inner_step
         )
-        # Snapshots of the kernels about to move: the step's only extra memory.
-        before = [
-            ops.copy(v) if e.centralized and g is not None else None
-            for v, g, e in zip(variables, grads, entries, strict=True)
-        ]
-        self.inner_optimizer.apply(grads, trainable_variables)
-        for variable, old, entry in zip(variables, before, entries, strict=True):
-            if old is not None:
-                variable.assign(_centralized_step(old, variable, entry))
+        for variable, value in zip(variables, new, strict=True):
+            if value is not variable:
+                variable.assign(value)
 
     def apply_gradients(self, grads_and_vars: Any) -> Any:
         grads, trainable_variables = zip(*grads_and_vars, strict=True)
@@ -205,26 +203,18 @@ class GradientCentralizationOptimizer(ForwardsToInner, keras.optimizers.Optimize
                 "Compile the model again with a new optimizer."
             )
         own = len(_compat.optimizer_variables(self))
-        if self.options.mode == "gradient":
-            grads = clip_and_centralize(self.plan, grads, trainable_variables, None)
-        else:
-            grads = self.plan.clip(list(grads), trainable_variables)
-            # Copies, because torch optimizers update their inputs in place.
-            before = [
-                ops.copy(value) if entry.centralized else None
-                for value, entry in zip(trainable_variables, self.plan, strict=True)
-            ]
-        new_trainable, new_inner = self.inner_optimizer.stateless_apply(
-            list(optimizer_variables[own:]), grads, trainable_variables
+        new_inner: list[Any] = []
+
+        def inner_step(grads: list[Any]) -> list[Any]:
+            new_trainable, inner_values = self.inner_optimizer.stateless_apply(
+                list(optimizer_variables[own:]), grads, trainable_variables
+            )
+            new_inner.extend(inner_values)
+            return list(new_trainable)
+
+        new_trainable = around_inner_step(
+            self.plan, self.options.mode, grads, trainable_variables, None, inner_step
         )
-        new_trainable = list(new_trainable)
-        if self.options.mode == "update":
-            new_trainable = [
-                new if old is None else _centralized_step(old, new, entry)
-                for old, new, entry in zip(
-                    before, new_trainable, self.plan, strict=True
-                )
-            ]
         # A LossScaleOptimizer passes variables, not values, inside a cond whose
         # branches must return values.
         unchanged = [ops.convert_to_tensor(v) for v in optimizer_variables[:own]]
@@ -315,7 +305,24 @@ class GradientCentralizationOptimizer(ForwardsToInner, keras.optimizers.Optimize
         return cls(inner, **load_functions(config, custom_objects))
 
 
-def _refuse_double_centralization(optimizer: keras.optimizers.Optimizer) -> None:
+def _checked(options: Options | None, kwargs: Any, caller: str) -> Options:
+    """The options given as an `Options` or as keyword arguments, checked once."""
+    if options is None:
+        return options_from(kwargs, caller)
+    if not isinstance(options, Options):
+        raise TypeError(
+            f"`options` must be a `keras_gc.Options`; received {options!r} of type "
+            f"{type(options).__name__}."
+        )
+    if kwargs:
+        raise ValueError(
+            f"{caller} got `options` and also `{'`, `'.join(kwargs)}`: give the "
+            "options either as a `keras_gc.Options` or as keyword arguments."
+        )
+    return options
+
+
+def _refuse_nested_wrapper(optimizer: keras.optimizers.Optimizer) -> None:
     """Raises if `optimizer`, or an optimizer it dispatches to, centralizes."""
     held = [optimizer, *getattr(optimizer, "optimizers", ())]
     wrapped = [o for o in held if isinstance(o, GradientCentralizationOptimizer)]
@@ -351,11 +358,6 @@ def _hint(value: Any) -> str:
     return ""
 
 
-def _centralized_step(old: Any, new: Any, entry: VariablePlan) -> Any:
-    """Returns `old + centralize(new - old)`: the inner step, centralized."""
-    return old + centralize(new - old, entry.axes or ())
-
-
 def wrap(
     optimizer: keras.optimizers.Optimizer, **options: Unpack[OptionsKwargs]
 ) -> keras.optimizers.Optimizer:
@@ -378,7 +380,10 @@ def wrap(
         >>> model.compile(optimizer=keras_gc.wrap(keras.optimizers.RMSprop(1e-4)),
         ...               loss="mse")
     """
-    options_from(options, "wrap")
+    return _wrap(optimizer, options_from(options, "wrap"))
+
+
+def _wrap(optimizer: keras.optimizers.Optimizer, options: Options) -> Any:
     if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
         if optimizer.built:
             raise ValueError(
@@ -386,9 +391,9 @@ def wrap(
                 "lost: wrap the LossScaleOptimizer before training with it."
             )
         return keras.optimizers.LossScaleOptimizer(
-            wrap(optimizer.inner_optimizer, **options),
+            _wrap(optimizer.inner_optimizer, options),
             initial_scale=optimizer.initial_scale,
             dynamic_growth_steps=optimizer.dynamic_growth_steps,
             name=optimizer.name,
         )
-    return GradientCentralizationOptimizer(optimizer, **options)
+    return GradientCentralizationOptimizer(optimizer, options=options)

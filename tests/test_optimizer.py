@@ -381,6 +381,56 @@ def test_base_arguments_belong_on_the_inner_optimizer():
         keras_gc.wrap(keras.optimizers.SGD(), conv_only="yes")
 
 
+@pytest.mark.parametrize("mode", keras_gc.MODES)
+def test_each_mode_centralizes_a_step_in_one_batched_call(mode, monkeypatch):
+    import keras_gc._plan
+
+    calls = []
+    batched = keras_gc._plan.subtract_means
+
+    def counted(tensors, axes, in_place):
+        calls.append(len(tensors))
+        return batched(tensors, axes, in_place)
+
+    monkeypatch.setattr(keras_gc._plan, "subtract_means", counted)
+    model = keras.Sequential(
+        [keras.Input((4,)), layers.Dense(3), layers.Dense(5), layers.Dense(2)]
+    )
+    optimizer = keras_gc.wrap(keras.optimizers.Adam(0.1), mode=mode)
+    grads = [keras.ops.ones(v.shape) for v in model.trainable_variables]
+    optimizer.apply(grads, model.trainable_variables)
+    # The three kernels, together; the biases are left alone.
+    assert calls == [3]
+
+
+def test_options_are_checked_once(monkeypatch):
+    checks = []
+    check = keras_gc.Options.__post_init__
+    monkeypatch.setattr(
+        keras_gc.Options, "__post_init__", lambda self: checks.append(check(self))
+    )
+    keras_gc.wrap(keras.optimizers.SGD(), exclude="bias")
+    keras_gc.wrap(keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD()))
+    keras_gc.GradientCentralizationOptimizer(keras.optimizers.SGD(), mode="update")
+    assert len(checks) == 3
+
+
+def test_options_as_an_options_object():
+    options = keras_gc.Options(exclude="bias", mode="update")
+    optimizer = keras_gc.GradientCentralizationOptimizer(
+        keras.optimizers.SGD(), options=options
+    )
+    assert optimizer.options is options
+    with pytest.raises(ValueError, match="got `options` and also `mode`"):
+        keras_gc.GradientCentralizationOptimizer(
+            keras.optimizers.SGD(), options=options, mode="gradient"
+        )
+    with pytest.raises(TypeError, match=r"`options` must be a `keras_gc\.Options`"):
+        keras_gc.GradientCentralizationOptimizer(
+            keras.optimizers.SGD(), options={"mode": "update"}
+        )
+
+
 @pytest.mark.parametrize(
     "name",
     [
@@ -393,7 +443,10 @@ def test_base_arguments_belong_on_the_inner_optimizer():
 )
 def test_optimizers_module_builds_wrapped_builtins(name):
     wrapped = getattr(keras_gc.optimizers, name)(learning_rate=0.5, conv_only=True)
+    # The isinstance story docs/api.md states.
     assert isinstance(wrapped, keras_gc.GradientCentralizationOptimizer)
+    assert isinstance(wrapped, keras.optimizers.Optimizer)
+    assert not isinstance(wrapped, getattr(keras.optimizers, name))
     assert isinstance(wrapped.inner_optimizer, getattr(keras.optimizers, name))
     assert wrapped.options.conv_only
     assert float(wrapped.learning_rate) == pytest.approx(0.5)
