@@ -44,6 +44,33 @@ KERAS_VERSION_TESTS = [
 ]
 
 
+# The suite on every core (two workers on CI's two), each test to the next
+# free worker, except that the tests of a module-scoped fixture (several
+# launch processes) stay together (tests/conftest.py says which).
+PARALLEL = ["-n", "auto", "--maxprocesses=4", "--dist=loadscope"]
+
+
+def _compile_cache(session: nox.Session, backend: str) -> dict[str, str]:
+    """The environment of a compilation cache for the session's processes.
+
+    The suite compiles the same small programs many times (one model in many
+    tests, in each worker): JAX's persistent cache and torch Inductor's compile
+    each once per session. The cache is emptied first, so that a run takes as
+    long as on a fresh machine.
+    """
+    cache = Path(session.virtualenv.location) / "compile-cache"
+    shutil.rmtree(cache, ignore_errors=True)
+    if backend == "jax":
+        return {
+            "JAX_COMPILATION_CACHE_DIR": str(cache),
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+        }
+    if backend == "torch":
+        return {"TORCHINDUCTOR_CACHE_DIR": str(cache)}
+    return {}
+
+
 def _install(session: nox.Session, backend: str, extra: str) -> None:
     session.install(*BACKENDS[backend])
     session.install("-e", f".[{extra}]")
@@ -56,7 +83,8 @@ for _backend in BACKENDS:
         """Runs the test suite on one Keras backend."""
         # optax: the AGC tests check agreement with `optax.adaptive_grad_clip`.
         _install(session, backend, "test,bench-jax" if backend == "jax" else "test")
-        session.run("pytest", *session.posargs, env={"KERAS_BACKEND": backend})
+        env = {"KERAS_BACKEND": backend, **_compile_cache(session, backend)}
+        session.run("pytest", *PARALLEL, *session.posargs, env=env)
 
     @nox.session(name=f"demo-{_backend}", python="3.11")
     def demo(session: nox.Session, backend: str = _backend) -> None:
@@ -145,7 +173,7 @@ def _run_keras_version_tests(session: nox.Session) -> None:
     session.run(
         "python", "-c", "import keras; print('keras', keras.__version__)", env=env
     )
-    session.run("pytest", *(session.posargs or KERAS_VERSION_TESTS), env=env)
+    session.run("pytest", *PARALLEL, *(session.posargs or KERAS_VERSION_TESTS), env=env)
 
 
 @nox.session(python="3.11")

@@ -13,7 +13,7 @@ from benchmarks.gc_pass import measure_gc_pass
 from benchmarks.memory import measure_memory, memory_child
 from benchmarks.peers import measure_peers
 from benchmarks.report import environment, load, markdown, ratio_cell
-from benchmarks.timing import measure_step
+from benchmarks.timing import FIT_OVERHEAD_SHARE, measure_step
 from benchmarks.workloads import (
     BACKEND,
     MODE_HELP,
@@ -90,6 +90,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default="fit",
         help="run each round as one `fit` over `--steps` batches, or as "
         "`--steps` calls of `train_on_batch`",
+    )
+    parser.add_argument(
+        "--fit-overhead-share",
+        type=float,
+        default=FIT_OVERHEAD_SHARE,
+        help="the largest share of a `fit` round that `fit`'s own fixed cost may "
+        "take; rounds get enough steps for it (default %(default)s)",
     )
     parser.add_argument("--hoh-size", type=int, default=300)
     parser.add_argument("--hoh-batch", type=int, default=None)

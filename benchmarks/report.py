@@ -35,12 +35,14 @@ def markdown(results: dict[str, Any]) -> str:
         f"{env['load_start']} / {env['load_end']}.",
     ]
     if results["steps"]:
+        calibration = results["steps"][0]["result"]["fit_calibration"]
+        share = calibration["share"] if calibration else FIT_OVERHEAD_SHARE
         lines += [
             "",
             "Per-step time of `keras_gc.wrap(opt)` / bare `opt`: median of "
             "per-round ratios [its 95% confidence interval] (interquartile range), "
             "interleaved rounds. A round is one `fit` over enough steps that "
-            f"`fit`'s own fixed cost is at most {FIT_OVERHEAD_SHARE:.0%} of it "
+            f"`fit`'s own fixed cost is at most {share:.0%} of it "
             "(that cost is in the last column). Target: the ratio keras-gc aims to "
             "stay under; `met` when the whole interval is under it, `missed` when "
             "it is all over it. Control (with `--control`): a third twin, bare "

@@ -186,7 +186,11 @@ def _seconds(run: Callable[[], None]) -> float:
 
 
 def fit_steps(
-    model: keras.Model, x: np.ndarray, y: np.ndarray, steps: int
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    steps: int,
+    share: float = FIT_OVERHEAD_SHARE,
 ) -> dict[str, Any]:
     """Steps per `fit` round that make `fit`'s fixed cost a small share of it.
 
@@ -194,7 +198,7 @@ def fit_steps(
     in every round of both arms alike, it pulls the GC/bare ratio toward 1.
     This times `fit` over one step and over `steps` steps (fastest of two
     each), solves for the fixed cost and the cost per step, and returns enough
-    steps for the fixed cost to be at most `FIT_OVERHEAD_SHARE` of a round,
+    steps for the fixed cost to be at most `share` of a round,
     and at least `steps` (but no more than `MAX_ROUND_BYTES` of batches).
     """
     steps = max(steps, 2)
@@ -207,12 +211,13 @@ def fit_steps(
     many = fastest(step_runner(model, x, y, steps, "fit"))
     per_step = max((many - one) / (steps - 1), 1e-9)
     overhead = max(one - per_step, 0.0)
-    needed = math.ceil(overhead / (FIT_OVERHEAD_SHARE * per_step))
+    needed = math.ceil(overhead / (share * per_step))
     cap = max(steps, MAX_ROUND_BYTES // (x.nbytes + y.nbytes))
     return {
         "steps": min(max(steps, needed), cap),
         "fit_overhead_s": overhead,
         "step_s": per_step,
+        "share": share,
     }
 
 
@@ -230,7 +235,7 @@ def measure_step(
     steps = steps_for(workload, args, mode)
     calibration = None
     if args.step == "fit" and not args.steps:
-        calibration = fit_steps(bare, x, y, steps)
+        calibration = fit_steps(bare, x, y, steps, args.fit_overhead_share)
         steps = calibration["steps"]
     arms = {
         name: step_runner(model, x, y, steps, args.step)

@@ -7,26 +7,9 @@ import keras
 import numpy as np
 import pytest
 from _keras_features import requires_keras, requires_loss_scaling_reset
-from keras import layers
+from _models import conv_and_dense, conv_and_dense_data
 
 import keras_gc
-
-
-def conv_model():
-    return keras.Sequential(
-        [
-            keras.Input((6, 6, 2)),
-            layers.Conv2D(4, 3, name="conv"),
-            layers.Flatten(),
-            layers.Dense(2, name="head"),
-        ]
-    )
-
-
-def data(count=32):
-    rng = np.random.default_rng(0)
-    return rng.random((count, 6, 6, 2), "float32"), rng.random((count, 2), "float32")
-
 
 REDUCED = {"conv/kernel": (0, 1, 2), "head/kernel": (0,)}
 
@@ -81,7 +64,7 @@ def test_gc_around_a_loss_scale_optimizer_is_refused():
 
 def test_wrapping_a_built_loss_scale_optimizer_is_refused():
     scaler = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD())
-    scaler.build(conv_model().trainable_variables)
+    scaler.build(conv_and_dense().trainable_variables)
     with pytest.raises(ValueError, match="already built"):
         keras_gc.wrap(scaler)
 
@@ -99,10 +82,10 @@ def test_ema_with_swap_ema_weights(scaled):
     optimizer = keras_gc.wrap(inner)
     if scaled:
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    model = conv_model()
+    model = conv_and_dense()
     model.compile(optimizer=optimizer, loss="mse")
     before = [v.numpy() for v in model.trainable_variables]
-    x, y = data()
+    x, y = conv_and_dense_data()
     model.fit(
         x,
         y,
@@ -130,7 +113,7 @@ def test_gc_inside_a_multi_optimizer_for_the_conv_tower_only():
             )
         )
 
-    model, reference_model = conv_model(), conv_model()
+    model, reference_model = conv_and_dense(), conv_and_dense()
     reference_model.set_weights(model.get_weights())
     optimizer = multi(keras_gc.wrap(keras.optimizers.SGD(0.1, momentum=0.9)))
     reference = multi(keras.optimizers.SGD(0.1, momentum=0.9))
@@ -154,7 +137,7 @@ def test_gc_around_a_multi_optimizer():
             )
         )
 
-    model, reference_model = conv_model(), conv_model()
+    model, reference_model = conv_and_dense(), conv_and_dense()
     reference_model.set_weights(model.get_weights())
     optimizer, reference = keras_gc.wrap(multi()), multi()
     rng = np.random.default_rng(1)
@@ -180,10 +163,10 @@ def test_keras_optimizers_get_deserializes_the_wrapper():
 
 def test_learning_rate_callbacks_reach_the_inner_optimizer():
     inner = keras.optimizers.SGD(0.1)
-    model = conv_model()
+    model = conv_and_dense()
     model.compile(optimizer=keras_gc.wrap(inner), loss="mse")
     history = model.fit(
-        *data(),
+        *conv_and_dense_data(),
         epochs=3,
         verbose=0,
         callbacks=[
@@ -202,10 +185,10 @@ def test_learning_rate_callbacks_reach_the_inner_optimizer():
 def test_tensorboard_logs_the_learning_rate(tmp_path):
     import tensorflow as tf
 
-    model = conv_model()
+    model = conv_and_dense()
     model.compile(optimizer=keras_gc.wrap(keras.optimizers.SGD(0.25)), loss="mse")
     model.fit(
-        *data(),
+        *conv_and_dense_data(),
         epochs=1,
         verbose=0,
         callbacks=[keras.callbacks.TensorBoard(tmp_path, update_freq=1)],
@@ -226,8 +209,8 @@ class _Interrupt(keras.callbacks.Callback):
 
 
 def test_backup_and_restore_resumes_exactly(tmp_path):
-    x, y = data()
-    uninterrupted, interrupted = conv_model(), conv_model()
+    x, y = conv_and_dense_data()
+    uninterrupted, interrupted = conv_and_dense(), conv_and_dense()
     interrupted.set_weights(uninterrupted.get_weights())
     uninterrupted.compile(optimizer=keras_gc.optimizers.Adam(0.01), loss="mse")
     uninterrupted.fit(x, y, batch_size=8, epochs=4, shuffle=False, verbose=0)
@@ -244,7 +227,7 @@ def test_backup_and_restore_resumes_exactly(tmp_path):
             verbose=0,
             callbacks=[backup, _Interrupt()],
         )
-    restarted = conv_model()
+    restarted = conv_and_dense()
     restarted.compile(optimizer=keras_gc.optimizers.Adam(0.01), loss="mse")
     restarted.fit(
         x, y, batch_size=8, epochs=4, shuffle=False, verbose=0, callbacks=[backup]
@@ -254,8 +237,8 @@ def test_backup_and_restore_resumes_exactly(tmp_path):
 
 
 def test_model_checkpoint_resumes_exactly(tmp_path):
-    x, y = data()
-    uninterrupted, checkpointed = conv_model(), conv_model()
+    x, y = conv_and_dense_data()
+    uninterrupted, checkpointed = conv_and_dense(), conv_and_dense()
     checkpointed.set_weights(uninterrupted.get_weights())
     uninterrupted.compile(optimizer=keras_gc.optimizers.Adam(0.01), loss="mse")
     uninterrupted.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0)
@@ -277,9 +260,9 @@ def test_model_checkpoint_resumes_exactly(tmp_path):
 def test_tensorflow_custom_loop(mode):
     import tensorflow as tf
 
-    model = conv_model()
+    model = conv_and_dense()
     optimizer = keras_gc.wrap(keras.optimizers.SGD(0.1, momentum=0.9), mode=mode)
-    x, y = data()
+    x, y = conv_and_dense_data()
     before = [v.numpy() for v in model.trainable_variables]
 
     @tf.function
@@ -301,10 +284,10 @@ def test_tensorflow_custom_loop(mode):
 def test_jax_custom_loop(mode):
     import jax
 
-    model = conv_model()
+    model = conv_and_dense()
     optimizer = keras_gc.wrap(keras.optimizers.Adam(0.01), mode=mode)
     optimizer.build(model.trainable_variables)
-    x, y = data()
+    x, y = conv_and_dense_data()
     before = [v.numpy() for v in model.trainable_variables]
 
     def loss_fn(trainable, non_trainable, x, y):
@@ -331,7 +314,7 @@ def test_jax_custom_loop(mode):
     if mode == "update":
         kernel_means_fixed(model, before)
     else:
-        reference = conv_model()
+        reference = conv_and_dense()
         reference.set_weights([np.asarray(b) for b in before])
         bare = keras.optimizers.Adam(0.01)
         for _ in range(3):
@@ -353,9 +336,9 @@ def test_jax_custom_loop(mode):
 def test_torch_custom_loop(mode):
     import torch
 
-    model = conv_model()
+    model = conv_and_dense()
     optimizer = keras_gc.wrap(keras.optimizers.SGD(0.1, momentum=0.9), mode=mode)
-    x, y = (torch.from_numpy(a) for a in data())
+    x, y = (torch.from_numpy(a) for a in conv_and_dense_data())
     before = [v.numpy() for v in model.trainable_variables]
     for _ in range(3):
         model.zero_grad()
@@ -372,11 +355,11 @@ def test_torch_custom_loop(mode):
 def test_torch_centralizes_own_grads_in_place_and_copies_others():
     import torch
 
-    model = conv_model()
-    reference = conv_model()
+    model = conv_and_dense()
+    reference = conv_and_dense()
     reference.set_weights(model.get_weights())
     optimizer = keras_gc.wrap(keras.optimizers.Adam(0.01))
-    x, y = (torch.from_numpy(a) for a in data())
+    x, y = (torch.from_numpy(a) for a in conv_and_dense_data())
     loss = torch.mean((model(x) - y) ** 2)
     loss.backward()
     own = [v.value.grad for v in model.trainable_variables]
@@ -400,7 +383,7 @@ def test_torch_centralizes_own_grads_in_place_and_copies_others():
 def test_torch_plan_centralizes_in_place_on_request():
     import torch
 
-    model = conv_model()
+    model = conv_and_dense()
     rng = np.random.default_rng(1)
     raw = [rng.standard_normal(v.shape).astype("float32") for v in model.weights]
     grads = [torch.from_numpy(a.copy()) for a in raw]
@@ -417,7 +400,7 @@ def test_torch_plan_centralizes_in_place_on_request():
 @pytest.mark.jax
 @pytest.mark.tensorflow
 def test_in_place_is_refused_for_immutable_tensors():
-    model = conv_model()
+    model = conv_and_dense()
     grads = tensors([np.ones(v.shape, "float32") for v in model.weights])
     with pytest.raises(ValueError, match=r"in place.*(Tensor|Array)"):
         keras_gc.plan(model).centralize(grads, in_place=True)

@@ -24,13 +24,6 @@ TINY = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="session")
-def synthetic_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`$KERAS_HOME/datasets` for a `KERAS_HOME` shared by the test modules,
-    so that the full synthetic set is drawn once per session."""
-    return tmp_path_factory.getbasetemp() / "keras-home" / "datasets"
-
-
 def test_command_writes_table_json_and_plot_that_agree(tmp_path, synthetic_cache):
     env = os.environ | {
         "KERAS_HOME": str(synthetic_cache.parent),

@@ -47,7 +47,9 @@ def mean_drift(optimizer, jit_compile):
 def test_sgd_with_gc_keeps_kernel_means_on_their_hyperplane(jit_compile):
     sgd = keras.optimizers.SGD(0.05, momentum=0.9)
     gc_drift = mean_drift(keras_gc.wrap(sgd), jit_compile)
-    plain_drift = mean_drift(keras.optimizers.SGD(0.05, momentum=0.9), jit_compile)
+    # The control, eager: plain SGD's drift is the same computation compiled or
+    # not, and compiling it again would double the test's time on torch.
+    plain_drift = mean_drift(keras.optimizers.SGD(0.05, momentum=0.9), False)
     assert int(sgd.iterations) == 8
     assert gc_drift < 1e-6, gc_drift
     assert plain_drift > 1e-3, plain_drift

@@ -56,13 +56,6 @@ def _members(counts: dict[str, int], prefix: str = "") -> dict[str, bytes | None
     }
 
 
-@pytest.fixture(scope="session")
-def synthetic_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`$KERAS_HOME/datasets` for a `KERAS_HOME` shared by the test modules,
-    so that the full synthetic set is drawn once per session."""
-    return tmp_path_factory.getbasetemp() / "keras-home" / "datasets"
-
-
 @pytest.fixture
 def archives(tmp_path: Path) -> tuple[hoh.Archive, hoh.Archive]:
     """A good pair of small archives (the validation one under a top folder)."""

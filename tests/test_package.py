@@ -62,8 +62,8 @@ def test_the_backend_fast_path_is_the_running_backends():
     from keras_gc import backend
 
     module = sys.modules[f"keras_gc.backend.{keras.backend.backend()}"]
-    assert backend.centralize is module.centralize
-    assert backend.centralize_all is module.centralize_all
+    assert backend.subtract_mean is module.subtract_mean
+    assert backend.subtract_means is module.subtract_means
 
 
 @pytest.mark.parametrize("name", keras_gc.optimizers.__all__)
@@ -99,3 +99,30 @@ def test_unknown_options_name_the_accepted_ones():
         keras_gc.plan([], excludes="bias")
     with pytest.raises(ValueError, match="set it on the inner optimizer"):
         keras_gc.wrap(keras.optimizers.SGD(), learning_rate=0.1)
+
+
+@pytest.mark.backend_free
+def test_each_module_with_a_shared_fixture_keeps_its_tests_on_one_worker():
+    from conftest import SHARED_FIXTURE_SCOPES
+
+    tests = Path(__file__).parent
+    shared = set()
+    for path in sorted(tests.glob("test_*.py")):
+        tree = ast.parse(path.read_text())
+        scoped = any(
+            isinstance(node, ast.Call)
+            and getattr(node.func, "attr", None) == "fixture"
+            and any(
+                k.arg == "scope" and getattr(k.value, "value", None) != "function"
+                for k in node.keywords
+            )
+            for node in ast.walk(tree)
+        )
+        uses_cache = any(
+            isinstance(node, ast.FunctionDef)
+            and "synthetic_cache" in [a.arg for a in node.args.args]
+            for node in ast.walk(tree)
+        )
+        if scoped or uses_cache:
+            shared.add(f"tests/{path.name}")
+    assert shared == set(SHARED_FIXTURE_SCOPES)

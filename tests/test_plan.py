@@ -9,6 +9,7 @@ import warnings
 import keras
 import numpy as np
 import pytest
+from _models import conv_and_dense
 from keras import layers
 
 import keras_gc
@@ -131,29 +132,18 @@ def test_integer_variables_are_left_alone():
     assert entry.reason.startswith("not a float variable")
 
 
-def _conv_and_dense_model():
-    return keras.Sequential(
-        [
-            keras.Input((8, 8, 3)),
-            layers.Conv2D(4, 3, name="conv"),
-            layers.Flatten(),
-            layers.Dense(2, name="head"),
-        ]
-    )
-
-
 def _centralized_paths(plan):
     # Drop the Sequential model's own, numbered, name.
     return [e.path.split("/", 1)[1] for e in plan if e.centralized]
 
 
 def test_conv_only():
-    plan = keras_gc.plan(_conv_and_dense_model(), conv_only=True)
+    plan = keras_gc.plan(conv_and_dense((8, 8, 3)), conv_only=True)
     assert _centralized_paths(plan) == ["conv/kernel"]
 
 
 def test_include_and_exclude_by_regex_and_predicate():
-    model = _conv_and_dense_model()
+    model = conv_and_dense((8, 8, 3))
     assert _centralized_paths(keras_gc.plan(model, include="head")) == ["head/kernel"]
     assert _centralized_paths(keras_gc.plan(model, exclude=["conv"])) == ["head/kernel"]
     assert _centralized_paths(
@@ -164,13 +154,13 @@ def test_include_and_exclude_by_regex_and_predicate():
 
 
 def test_unmatched_include_is_reported():
-    plan = keras_gc.plan(_conv_and_dense_model(), include=["conv", "nothing_here"])
+    plan = keras_gc.plan(conv_and_dense((8, 8, 3)), include=["conv", "nothing_here"])
     assert plan.unmatched_include == ("nothing_here",)
     assert "nothing_here" in str(plan)
 
 
 def test_output_axes_override_by_pattern_and_function():
-    model = _conv_and_dense_model()
+    model = conv_and_dense((8, 8, 3))
     plan = keras_gc.plan(model, output_axes={"conv/kernel": (2, -1)})
     assert plan[0].output_axes == (2, 3)
     assert plan[0].axes == (0, 1)
@@ -195,7 +185,7 @@ def test_output_axes_override_can_force_an_embedding():
 )
 def test_bad_output_axes_override(override, message):
     with pytest.raises(ValueError, match=message):
-        keras_gc.plan(_conv_and_dense_model(), output_axes=override)
+        keras_gc.plan(conv_and_dense((8, 8, 3)), output_axes=override)
 
 
 @pytest.mark.parametrize(
@@ -208,7 +198,7 @@ def test_bad_output_axes_override(override, message):
 )
 def test_bad_options(options, error, message):
     with pytest.raises(error, match=message):
-        keras_gc.plan(_conv_and_dense_model(), **options)
+        keras_gc.plan(conv_and_dense((8, 8, 3)), **options)
 
 
 def test_bad_target():
@@ -217,14 +207,14 @@ def test_bad_target():
 
 
 def test_printed_plan_shows_every_variable():
-    text = str(keras_gc.plan(_conv_and_dense_model()))
+    text = str(keras_gc.plan(conv_and_dense((8, 8, 3))))
     assert "conv/kernel" in text
     assert "head/bias" in text
     assert "on 2 of 4 variables" in text
 
 
 def test_centralize_gradients_matches_numpy():
-    model = _conv_and_dense_model()
+    model = conv_and_dense((8, 8, 3))
     grads = [
         np.random.standard_normal(v.shape).astype("float32") for v in model.weights
     ]
@@ -276,7 +266,7 @@ def test_plan_centralizes_each_kernel_over_its_own_axes():
 
 
 def test_none_gradients_pass_through():
-    model = _conv_and_dense_model()
+    model = conv_and_dense((8, 8, 3))
     result = keras_gc.centralize_gradients([None] * 4, model.trainable_variables)
     assert result == [None] * 4
     # Nothing to overwrite: no backend refuses, torch's `_foreach` ops included.
@@ -284,7 +274,7 @@ def test_none_gradients_pass_through():
 
 
 def test_wrong_number_of_gradients():
-    plan = keras_gc.plan(_conv_and_dense_model())
+    plan = keras_gc.plan(conv_and_dense((8, 8, 3)))
     with pytest.raises(ValueError, match="Expected 4 gradients"):
         plan.centralize([None])
 
@@ -292,7 +282,7 @@ def test_wrong_number_of_gradients():
 def test_no_warning_for_a_plain_plan():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        keras_gc.plan(_conv_and_dense_model())
+        keras_gc.plan(conv_and_dense((8, 8, 3)))
 
 
 def _mixed_model():

@@ -7,25 +7,9 @@ import keras
 import numpy as np
 import pytest
 from _keras_features import readable_by_this_keras
-from keras import layers
+from _models import conv_and_dense, conv_and_dense_data
 
 import keras_gc
-
-
-def small_model():
-    return keras.Sequential(
-        [
-            keras.Input((6, 6, 2)),
-            layers.Conv2D(4, 3, name="conv"),
-            layers.Flatten(),
-            layers.Dense(2, name="head"),
-        ]
-    )
-
-
-def data():
-    rng = np.random.default_rng(0)
-    return rng.random((32, 6, 6, 2), "float32"), rng.random((32, 2), "float32")
 
 
 def compiled(model, optimizer):
@@ -79,7 +63,7 @@ def test_functions_in_options_survive_a_config_round_trip():
         keras.saving.deserialize_keras_object(serialized)
     restored = keras.saving.deserialize_keras_object(serialized, safe_mode=False)
     assert restored.options.output_axes is head_axes
-    model = small_model()
+    model = conv_and_dense()
     for optimizer in (wrapped, restored):
         optimizer.build(model.trainable_variables)
     assert restored.plan[2].output_axes == (0,)  # head/kernel, by the function
@@ -107,7 +91,7 @@ def test_unsavable_function_is_refused_before_anything_is_written(value):
 
 def test_a_plan_takes_functions_that_cannot_be_saved():
     # Nothing saves a plan: only the optimizer refuses them.
-    plan = keras_gc.plan(small_model(), include=in_names({"x"}))
+    plan = keras_gc.plan(conv_and_dense(), include=in_names({"x"}))
     assert not any(e.centralized for e in plan)
 
 
@@ -127,10 +111,11 @@ class LoadEachEpoch(keras.callbacks.Callback):
 
 
 def test_checkpoint_each_epoch_to_one_path_always_loads_and_resumes(tmp_path):
-    x, y = data()
+    x, y = conv_and_dense_data()
     path = tmp_path / "checkpoint.keras"
     model = compiled(
-        small_model(), keras_gc.wrap(keras.optimizers.Adam(0.01), **function_options())
+        conv_and_dense(),
+        keras_gc.wrap(keras.optimizers.Adam(0.01), **function_options()),
     )
     checks = LoadEachEpoch(path)
     save = keras.callbacks.ModelCheckpoint(path)
@@ -174,9 +159,9 @@ def test_bad_config(config, error, message):
 
 def test_save_and_load_restores_wrapper_options_and_state(tmp_path):
     model = compiled(
-        small_model(), keras_gc.wrap(keras.optimizers.Adam(0.01), **OPTIONS)
+        conv_and_dense(), keras_gc.wrap(keras.optimizers.Adam(0.01), **OPTIONS)
     )
-    x, y = data()
+    x, y = conv_and_dense_data()
     model.fit(x, y, batch_size=8, epochs=1, verbose=0)
     path = tmp_path / "model.keras"
     model.save(path)
@@ -192,9 +177,9 @@ def test_save_and_load_restores_wrapper_options_and_state(tmp_path):
 
 
 def test_resumed_training_equals_uninterrupted_training(tmp_path):
-    x, y = data()
-    first = small_model()
-    second = small_model()
+    x, y = conv_and_dense_data()
+    first = conv_and_dense()
+    second = conv_and_dense()
     second.set_weights(first.get_weights())
     compiled(first, keras_gc.optimizers.Adam(0.01))
     compiled(second, keras_gc.optimizers.Adam(0.01))
