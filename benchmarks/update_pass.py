@@ -9,9 +9,11 @@ mode (`keras_gc._step.centralized_updates`). Fused, the pass reads the old
 and new kernels once for the mean of their difference, then reads the new
 kernel and writes the result (`new - mean`): two copies of the kernels' bytes
 at this process's copy bandwidth (a NumPy copy of the same bytes). The
-gradient-mode pass, `plan.centralize(gradients)`, is 1.5 copies. Each time is
-the fastest of many repetitions; under JAX each pass is also timed in one
-`jax.jit`, as it runs inside a `fit` step.
+gradient-mode pass, `plan.centralize(gradients)`, is 1.5 copies. Beside them,
+the update pass as keras-gc ran it before 0.2, kernel by kernel
+(`old + subtract_mean(new - old)` for each). Each time is the fastest of many
+repetitions; under JAX each pass is also timed in one `jax.jit`, as it runs
+inside a `fit` step.
 """
 
 import argparse
@@ -27,6 +29,7 @@ from benchmarks.cost import COST_SHAPES
 from benchmarks.timing import best_seconds
 from benchmarks.workloads import BACKEND, build_workload
 from keras_gc._step import centralized_updates
+from keras_gc.backend import subtract_mean
 
 
 def measure(workload: str, repeats: int = 25) -> dict[str, Any]:
@@ -59,17 +62,25 @@ def measure(workload: str, repeats: int = 25) -> dict[str, Any]:
     def gradient() -> Any:
         return plan.centralize(after)
 
-    passes: dict[str, tuple[Callable[[], Any], Callable[[], Any]]] = {
-        "eager": (update, gradient)
+    def per_kernel(before: list[Any], after: list[Any]) -> list[Any]:
+        return [
+            n if o is None else o + subtract_mean(n - o, e.axes)
+            for o, n, e in zip(before, after, plan, strict=True)
+        ]
+
+    passes: dict[str, tuple[Callable[[], Any], ...]] = {
+        "eager": (update, gradient, lambda: per_kernel(before, after))
     }
     if BACKEND == "jax":
         import jax
 
         jit_update = jax.jit(lambda b, a: centralized_updates(plan, b, a, None))
         jit_gradient = jax.jit(plan.centralize)
+        jit_per_kernel = jax.jit(per_kernel)
         passes["jit"] = (
             lambda: jax.block_until_ready(jit_update(before, after)),
             lambda: jax.block_until_ready(jit_gradient(after)),
+            lambda: jax.block_until_ready(jit_per_kernel(before, after)),
         )
     result: dict[str, Any] = {
         "backend": BACKEND,
@@ -77,12 +88,14 @@ def measure(workload: str, repeats: int = 25) -> dict[str, Any]:
         "kernels": sum(e.centralized for e in plan),
         "kernel_bytes": kernels,
     }
-    for how, (update_pass, gradient_pass) in passes.items():
+    for how, (update_pass, gradient_pass, per_kernel_pass) in passes.items():
         update_s = best_seconds(update_pass, repeats, number)
         gradient_s = best_seconds(gradient_pass, repeats, number)
+        per_kernel_s = best_seconds(per_kernel_pass, repeats, number)
         result[how] = {
             "update_seconds": update_s,
             "update_floor_ratio": update_s / (2 * kernels / copy_bps),
+            "per_kernel_update_seconds": per_kernel_s,
             "gradient_seconds": gradient_s,
             "gradient_floor_ratio": gradient_s / (1.5 * kernels / copy_bps),
         }

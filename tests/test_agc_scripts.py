@@ -46,6 +46,7 @@ def test_update_pass_is_checked_against_numpy_and_timed_in_each_way():
     for way in ways:
         assert result[way]["update_seconds"] > 0
         assert result[way]["update_floor_ratio"] > 0
+        assert result[way]["per_kernel_update_seconds"] > 0
         assert result[way]["gradient_floor_ratio"] > 0
 
 
